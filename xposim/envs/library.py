@@ -1,0 +1,280 @@
+"""Instance library: the environments of the experiments (THEORY 6.2 and 7).
+
+Every function returns an immutable :class:`~xposim.envs.token_mdp.TokenMDP`. Functions with
+randomness take ``seed`` and draw from :func:`xposim.seeding.make_rng` only, so the same seed
+gives the same arrays bit for bit.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from xposim.envs import tree
+from xposim.envs.token_mdp import TokenMDP
+from xposim.seeding import SeedLike, make_rng
+
+
+def _check_positive_finite(value: float, argument: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{argument} must be a finite real number > 0, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value <= 0.0:
+        raise ValueError(f"{argument} must be a finite real number > 0, got {value!r}")
+    return value
+
+
+def _check_int(value: int, argument: str, minimum: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{argument} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_probability(value: float, argument: str) -> float:
+    value = _check_positive_finite(value, argument)
+    if value >= 1.0:
+        raise ValueError(f"{argument} must lie in the open interval (0, 1), got {value!r}")
+    return value
+
+
+def _uniform_rho(n_contexts: int) -> np.ndarray:
+    return np.full(n_contexts, 1.0 / n_contexts)
+
+
+def _unit_ball(rng: np.random.Generator, size: tuple[int, ...], dim: int) -> np.ndarray:
+    """Points drawn uniformly from the closed unit ball of ``R^dim`` (shape ``size + (dim,)``)."""
+    direction = rng.standard_normal(size + (dim,))
+    norm = np.linalg.norm(direction, axis=-1, keepdims=True)
+    norm[norm == 0.0] = 1.0
+    radius = rng.random(size + (1,)) ** (1.0 / dim)
+    return direction / norm * radius
+
+
+def _unit_vector(rng: np.random.Generator, dim: int) -> np.ndarray:
+    while True:
+        w = rng.standard_normal(dim)
+        norm = np.linalg.norm(w)
+        if norm > 0.0:
+            return w / norm
+
+
+# --------------------------------------------------------------------------------- Prop 2.1
+def two_arm_lower_bound(beta: float) -> TokenMDP:
+    """Proposition 2.1 of the paper exactly (THEORY 6.2): passive exploration fails.
+
+    One context, ``H = 1``, two arms: arm 0 (``a``) has ``r = 1`` and reference probability
+    ``pi_ref(a) = exp(-1/(8 beta))``; arm 1 (``b``) has ``r = 1/2`` and ``pi_ref(b) = 1 - pi_ref(a)``;
+    ``r_max = 1``. For ``T <= exp(1/(8 beta))/2`` online DPO fails with constant probability,
+    while ``C_cov <= 2`` and ``C_conc ~ e^{1/(8 beta)}``.
+
+    ``beta`` must be > 0 and large enough that ``exp(-1/(8 beta))`` is a positive float64
+    (``beta >~ 1.7e-4``).
+    """
+    beta = _check_positive_finite(beta, "beta")
+    p_a = math.exp(-1.0 / (8.0 * beta))
+    if p_a <= 0.0:
+        raise ValueError(f"beta must be > {1.0 / (8.0 * 745.0):.3g} so that pi_ref(a) = exp(-1/(8 beta)) > 0, got {beta!r}")
+    ref_probs = np.array([[[p_a, 1.0 - p_a]]])
+    rewards = np.array([[[1.0, 0.5]]])
+    return TokenMDP.from_arrays([1.0], ref_probs, rewards, r_max=1.0, name=f"two_arm_lower_bound(beta={beta:g})")
+
+
+# --------------------------------------------------------------------------------- needle
+def needle(
+    vocab_size: int,
+    horizon: int,
+    beta: float,
+    n_contexts: int = 1,
+    needle_ref_prob: float | None = None,
+    r_max: float = 1.0,
+    seed: SeedLike = None,
+) -> TokenMDP:
+    """Depth-``H`` generalization of Proposition 2.1: one well-hidden good trajectory per context.
+
+    * Per context one *needle* trajectory has reward ``r_max``; every other trajectory has
+      ``r_max / 2`` (terminal-only rewards). ``rho`` is uniform.
+    * Needle choice: ``seed=None`` puts the needle at leaf 0 (tokens ``(0, .., 0)``) in every
+      context; otherwise leaf ``k_x`` is drawn uniformly per context from ``make_rng(seed)``.
+      Recover it as ``env.trajectory_rewards.argmax(axis=1)``.
+    * Along the needle path the needle token has per-token reference probability ``p`` and the
+      other ``A - 1`` tokens ``(1 - p)/(A - 1)`` each; off the path ``pi_ref`` is uniform.
+      Default ``p = exp(-1/(8 beta H))``, so ``pi_ref(needle) = p^H = exp(-1/(8 beta))`` equals
+      Proposition 2.1's ``pi_ref(a)`` (with ``r_max = 1``). ``needle_ref_prob`` in ``(0, 1)``
+      overrides ``p`` (then ``beta`` only enters the name).
+    """
+    vocab_size = _check_int(vocab_size, "vocab_size", 2)
+    horizon = _check_int(horizon, "horizon", 1)
+    n_contexts = _check_int(n_contexts, "n_contexts", 1)
+    beta = _check_positive_finite(beta, "beta")
+    r_max = _check_positive_finite(r_max, "r_max")
+    tree.check_enumerable(n_contexts, vocab_size, horizon)
+    if needle_ref_prob is None:
+        p = math.exp(-1.0 / (8.0 * beta * horizon))
+        if p <= 0.0:
+            raise ValueError(f"beta * horizon is too small: exp(-1/(8 beta H)) underflows to 0 (beta={beta!r})")
+    else:
+        p = _check_probability(needle_ref_prob, "needle_ref_prob")
+    n_leaves = tree.n_leaves(vocab_size, horizon)
+    if seed is None:
+        needles = np.zeros(n_contexts, dtype=np.int64)
+    else:
+        needles = make_rng(seed).integers(0, n_leaves, size=n_contexts)
+    n_states = tree.n_states(vocab_size, horizon)
+    ref_probs = np.full((n_contexts, n_states, vocab_size), 1.0 / vocab_size)
+    path_states = tree.leaf_path_states(vocab_size, horizon)
+    path_tokens = tree.leaf_tokens(vocab_size, horizon)
+    leaf_rewards = np.full((n_contexts, n_leaves), r_max / 2.0)
+    off = (1.0 - p) / (vocab_size - 1)
+    for x, k in enumerate(needles):
+        for h in range(horizon):
+            row = np.full(vocab_size, off)
+            row[path_tokens[k, h]] = p
+            ref_probs[x, path_states[k, h]] = row
+        leaf_rewards[x, k] = r_max
+    name = f"needle(A={vocab_size},H={horizon},beta={beta:g})"
+    return TokenMDP.terminal_only(_uniform_rho(n_contexts), ref_probs, leaf_rewards, r_max=r_max, name=name)
+
+
+# --------------------------------------------------------------------------------- random
+def random_token_mdp(
+    n_contexts: int,
+    vocab_size: int,
+    horizon: int,
+    seed: SeedLike,
+    r_max: float = 1.0,
+    reward: str = "terminal",
+    ref_concentration: float = 1.0,
+    feature_dim: int | None = None,
+    rho_concentration: float | None = None,
+) -> TokenMDP:
+    """A random instance for identity checks (THEORY E1).
+
+    * ``pi_ref(.|s) ~ Dirichlet(ref_concentration * 1_A)`` independently per state (small
+      concentrations give peaked, possibly exactly-zero reference probabilities).
+    * ``reward="terminal"``: trajectory rewards ``~ U[0, r_max]`` on the last token;
+      ``reward="dense"``: every per-token reward ``~ U[0, r_max/H]`` (so totals lie in ``[0, r_max]``).
+    * ``feature_dim=d``: standard-normal trajectory features ``(n_contexts, n_leaves, d)``
+      unrelated to the reward (for misspecified log-linear classes).
+    * ``rho`` uniform, or ``Dirichlet(rho_concentration * 1)`` when ``rho_concentration`` is given.
+    """
+    n_contexts = _check_int(n_contexts, "n_contexts", 1)
+    vocab_size = _check_int(vocab_size, "vocab_size", 2)
+    horizon = _check_int(horizon, "horizon", 1)
+    r_max = _check_positive_finite(r_max, "r_max")
+    ref_concentration = _check_positive_finite(ref_concentration, "ref_concentration")
+    if reward not in ("terminal", "dense"):
+        raise ValueError(f"reward must be 'terminal' or 'dense', got {reward!r}")
+    if feature_dim is not None:
+        feature_dim = _check_int(feature_dim, "feature_dim", 1)
+    tree.check_enumerable(n_contexts, vocab_size, horizon)
+    rng = make_rng(seed)
+    n_states = tree.n_states(vocab_size, horizon)
+    n_leaves = tree.n_leaves(vocab_size, horizon)
+    ref_probs = rng.dirichlet(np.full(vocab_size, ref_concentration), size=(n_contexts, n_states))
+    if reward == "terminal":
+        leaf_rewards = rng.uniform(0.0, r_max, size=(n_contexts, n_leaves))
+    else:
+        rewards = rng.uniform(0.0, r_max / horizon, size=(n_contexts, n_states, vocab_size))
+    features = None if feature_dim is None else rng.standard_normal((n_contexts, n_leaves, feature_dim))
+    if rho_concentration is None:
+        rho = _uniform_rho(n_contexts)
+    else:
+        rho = rng.dirichlet(np.full(n_contexts, _check_positive_finite(rho_concentration, "rho_concentration")))
+    name = f"random(C={n_contexts},A={vocab_size},H={horizon},{reward})"
+    if reward == "terminal":
+        return TokenMDP.terminal_only(rho, ref_probs, leaf_rewards, features=features, r_max=r_max, name=name)
+    return TokenMDP.from_arrays(rho, ref_probs, rewards, features=features, r_max=r_max, name=name)
+
+
+# --------------------------------------------------------------------------------- linear
+def linear_bandit(
+    d: int,
+    n_arms: int,
+    seed: SeedLike,
+    n_contexts: int = 1,
+    r_max: float = 1.0,
+    optimal_arm_ref_prob: float | None = None,
+) -> TokenMDP:
+    """Contextual linear bandit (THEORY 1.1, experiment E7): ``H = 1``, ``r = <theta*, phi(x, y)>`` exactly.
+
+    Design (``d >= 2``): ``phi(x, y) = (1/2, u(x, y)/2)`` with ``u`` uniform in the unit ball of
+    ``R^{d-1}`` (coordinate 0 is a constant bias), ``theta* = r_max (1, w)`` with ``w`` a uniform
+    unit vector; then ``r(x, y) = (r_max/2)(1 + <w, u>) in [0, r_max]`` by Cauchy–Schwarz,
+    ``||phi|| <= 1/sqrt(2)`` and ``||theta*|| = sqrt(2) r_max``. ``theta*`` is stored as
+    ``env.reward_parameter``. ``rho`` is uniform.
+
+    ``pi_ref`` is uniform over arms; with ``optimal_arm_ref_prob = p`` in ``(0, 1)`` each context's
+    best arm gets ``p`` and the others ``(1 - p)/(n_arms - 1)`` (a poorly covered optimal arm).
+    """
+    d = _check_int(d, "d", 2)
+    n_arms = _check_int(n_arms, "n_arms", 2)
+    n_contexts = _check_int(n_contexts, "n_contexts", 1)
+    r_max = _check_positive_finite(r_max, "r_max")
+    tree.check_enumerable(n_contexts, n_arms, 1)
+    if optimal_arm_ref_prob is not None:
+        optimal_arm_ref_prob = _check_probability(optimal_arm_ref_prob, "optimal_arm_ref_prob")
+    rng = make_rng(seed)
+    w = _unit_vector(rng, d - 1)
+    u = _unit_ball(rng, (n_contexts, n_arms), d - 1)
+    features = np.concatenate([np.full((n_contexts, n_arms, 1), 0.5), u / 2.0], axis=2)
+    theta = r_max * np.concatenate([[1.0], w])
+    arm_rewards = features @ theta
+    ref_probs = np.full((n_contexts, 1, n_arms), 1.0 / n_arms)
+    if optimal_arm_ref_prob is not None:
+        best = np.argmax(arm_rewards, axis=1)
+        ref_probs[:] = (1.0 - optimal_arm_ref_prob) / (n_arms - 1)
+        ref_probs[np.arange(n_contexts), 0, best] = optimal_arm_ref_prob
+    name = f"linear_bandit(d={d},arms={n_arms})"
+    return TokenMDP.terminal_only(
+        _uniform_rho(n_contexts), ref_probs, arm_rewards, features=features, r_max=r_max, name=name,
+        reward_parameter=theta,
+    )
+
+
+def linear_token_mdp(
+    n_contexts: int,
+    vocab_size: int,
+    horizon: int,
+    d: int,
+    seed: SeedLike,
+    r_max: float = 1.0,
+    ref_concentration: float | None = None,
+) -> TokenMDP:
+    """Linear token MDP (THEORY 1.1): per-token features, trajectory features are their sum.
+
+    Design (``d >= 2``): ``psi(x, s, a) = (1, u(x, s, a)) / (2H)`` with ``u`` uniform in the unit
+    ball of ``R^{d-1}``; ``theta* = r_max (1, w)``, ``w`` a uniform unit vector. The per-token reward
+    is ``r(s, a) = <theta*, psi(x, s, a)> = r_max (1 + <w, u>)/(2H) in [0, r_max/H]``, the
+    trajectory features are ``phi(tau) = sum_h psi(s_h, a_h)`` and hence
+    ``r(tau) = <theta*, phi(tau)> in [0, r_max]``. ``theta*`` is ``env.reward_parameter``.
+    ``pi_ref`` is uniform, or ``Dirichlet(ref_concentration)`` per state when given. ``rho`` is uniform.
+    """
+    n_contexts = _check_int(n_contexts, "n_contexts", 1)
+    vocab_size = _check_int(vocab_size, "vocab_size", 2)
+    horizon = _check_int(horizon, "horizon", 1)
+    d = _check_int(d, "d", 2)
+    r_max = _check_positive_finite(r_max, "r_max")
+    tree.check_enumerable(n_contexts, vocab_size, horizon)
+    n_states = tree.n_states(vocab_size, horizon)
+    if n_contexts * n_states * vocab_size * d > tree.MAX_TREE_ENTRIES:
+        raise ValueError(
+            f"per-token features need n_contexts * n_states * vocab_size * d = "
+            f"{n_contexts * n_states * vocab_size * d:,} entries; the limit is {tree.MAX_TREE_ENTRIES:,}"
+        )
+    rng = make_rng(seed)
+    w = _unit_vector(rng, d - 1)
+    u = _unit_ball(rng, (n_contexts, n_states, vocab_size), d - 1)
+    psi = np.concatenate([np.ones((n_contexts, n_states, vocab_size, 1)), u], axis=3) / (2.0 * horizon)
+    theta = r_max * np.concatenate([[1.0], w])
+    rewards = psi @ theta
+    features = psi[:, tree.leaf_path_states(vocab_size, horizon), tree.leaf_tokens(vocab_size, horizon)].sum(axis=2)
+    if ref_concentration is None:
+        ref_probs = np.full((n_contexts, n_states, vocab_size), 1.0 / vocab_size)
+    else:
+        concentration = _check_positive_finite(ref_concentration, "ref_concentration")
+        ref_probs = rng.dirichlet(np.full(vocab_size, concentration), size=(n_contexts, n_states))
+    name = f"linear_token_mdp(C={n_contexts},A={vocab_size},H={horizon},d={d})"
+    return TokenMDP.from_arrays(
+        _uniform_rho(n_contexts), ref_probs, rewards, features=features, r_max=r_max, name=name,
+        reward_parameter=theta,
+    )
