@@ -24,6 +24,9 @@ from xposim.exact import (
     trajectory_probabilities,
 )
 from xposim.seeding import make_rng, spawn_seeds
+# Bound after the submodule import so that ``xposim.simulate`` is always the function (a lazy
+# attribute would be shadowed by the submodule ``xposim.simulate`` once anything imports it).
+from xposim.simulate import simulate
 
 __version__ = "0.1.0"
 
@@ -47,15 +50,19 @@ __all__ = [
     "solve",
     "spawn_seeds",
     "theory",
+    "simulate",
     "trajectory_logprobs",
     "trajectory_probabilities",
 ]
 
 
-def __getattr__(name: str):
-    # simulate lives in a heavier module; import it on first use.
-    if name == "simulate":
-        from xposim.simulate import simulate
+_LAZY_SUBMODULES = ("learners", "policies", "losses", "harness", "lm")
 
-        return simulate
+
+def __getattr__(name: str):
+    # The learner engine, harness and LM path are heavier: import them on first use.
+    import importlib
+
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f"xposim.{name}")
     raise AttributeError(f"module 'xposim' has no attribute {name!r}")

@@ -1,0 +1,135 @@
+"""Subcommands ``list``, ``run`` and ``report`` (registered with :func:`xposim.cli.register`).
+
+Bad settings, config files, experiment names and directories give one ``xposim: error:`` line
+and exit status 2 (handled by :func:`xposim.cli.main`); ``run`` exits 1 when some cells failed
+(their ids are printed and recorded; the other cells' results are kept).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from xposim.cli import CommandError, register
+
+DEFAULT_OUT = "xposim-results"  # same as xposim.harness.api.DEFAULT_OUT (not imported: keeps `xposim list` fast)
+
+__all__ = ["format_predictions"]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+# ----------------------------------------------------------------------------- list
+def _add_list_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--all", action="store_true", help="also list internal experiments")
+
+
+def _list(args: argparse.Namespace) -> int:
+    from xposim.harness.experiments import all_experiments
+
+    experiments = [e for e in all_experiments() if e.listed or args.all]
+    width = max(len(e.name) for e in experiments)
+    for e in experiments:
+        tag = ",".join(e.predictions)
+        print(f"{e.name:<{width}}  [{tag}]  {e.description}")
+    return 0
+
+
+register("list", "list the named experiments with one-line descriptions")((_add_list_arguments, _list))
+
+
+# ----------------------------------------------------------------------------- run
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help="experiment name (see `xposim list`)")
+    parser.add_argument("--quick", action="store_true", help="the quick settings (seconds; CI and the demo)")
+    parser.add_argument("--seeds", type=_positive_int, help="number of seeds (overrides the settings)")
+    parser.add_argument("--workers", type=_positive_int, help="local worker processes (default: CPU count)")
+    parser.add_argument("--scheduler", metavar="ADDR", help="dask.distributed scheduler, e.g. tcp://HOST:8786")
+    parser.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default: {DEFAULT_OUT}); reruns resume")
+    parser.add_argument("--config", metavar="FILE.toml", help="TOML file of setting overrides")
+    parser.add_argument("--json", action="store_true", help="print summary.json as the last line of output")
+    parser.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
+                        help="progress bar on stderr (auto: when stderr is a terminal)")
+
+
+def format_predictions(summary: dict[str, Any]) -> str:
+    """Plain-text table of a summary's predictions (what ``xposim run`` and the demo print)."""
+    from xposim.harness.report import format_number
+
+    rows = [("id", "verdict", "measured [95% interval]", "predicted", "prediction")]
+    for p in summary.get("predictions", []):
+        m = p["measured"]
+        interval = "" if m["low"] is None and m["high"] is None else \
+            f" [{format_number(m['low'])}, {format_number(m['high'])}]"
+        rows.append((p["id"], p["verdict"], f"{format_number(m['value'])}{interval}",
+                     format_number(p["predicted"]), p["prediction"]))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4] for r in rows)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from xposim.harness.api import run_experiment
+    from xposim.harness.config import load_config
+    from xposim.harness.experiments import get_experiment
+
+    experiment = get_experiment(args.name)
+    overrides = load_config(args.config, experiment.name) if args.config else {}
+    if args.seeds is not None:
+        overrides["seeds"] = args.seeds
+    progress = {"on": True, "off": False, "auto": sys.stderr.isatty()}[args.progress]
+    try:
+        summary = run_experiment(experiment.name, args.out, quick=args.quick, overrides=overrides,
+                                 workers=args.workers, scheduler=args.scheduler, progress=progress)
+    except ModuleNotFoundError as exc:
+        raise CommandError(f"experiment {experiment.name!r} needs module {exc.name!r}, which is not available") from None
+    except OSError as exc:
+        raise CommandError(f"cannot write results under {args.out!r}: {exc.strerror or exc}") from None
+    directory = os.path.join(args.out, experiment.name)
+    if not args.json:
+        print(f"{experiment.name}: {summary['run']['ran']} cells run, {summary['run']['skipped_already_done']} "
+              f"resumed, {summary['run']['failed']} failed, {summary['run']['seconds']:.1f} s")
+        print(format_predictions(summary))
+        print(f"results: {directory}/results.parquet  summary: {directory}/summary.json  "
+              f"figures: {', '.join(f for f in summary.get('figures', []) if f.endswith('.png')) or 'none'}")
+    if summary.get("analysis_error"):
+        print(f"xposim: analysis error: {summary['analysis_error']}", file=sys.stderr)
+    failed = summary.get("failed_cells", [])
+    for failure in failed[:10]:
+        print(f"xposim: cell {failure['cell_id']} failed: {failure['error']}", file=sys.stderr)
+    if len(failed) > 10:
+        print(f"xposim: ... and {len(failed) - 10} more failed cells (see {directory}/failures/)", file=sys.stderr)
+    if args.json:
+        sys.stdout.flush()
+        print(json.dumps(summary, sort_keys=False, default=str))
+    return 1 if summary.get("failed_cells") or summary.get("analysis_error") else 0
+
+
+register("run", "run a named experiment (resumable; --quick for seconds-long settings)")((_add_run_arguments, _run))
+
+
+# ----------------------------------------------------------------------------- report
+def _add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("directory", help="an output directory of `xposim run` (or one experiment's directory)")
+
+
+def _report(args: argparse.Namespace) -> int:
+    from xposim.harness.report import write_report
+
+    path, text = write_report(args.directory)
+    print(text)
+    print(f"(written to {path})", file=sys.stderr)
+    return 0
+
+
+register("report", "Markdown report (tables, figure links) of everything in a results directory")(
+    (_add_report_arguments, _report))

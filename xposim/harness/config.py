@@ -1,0 +1,141 @@
+"""Experiment settings: defaults, TOML overrides, validation of keys and types.
+
+A setting's type is the type of its default value (``int``, ``float``, ``str``, ``bool`` or a list
+of one of those). An override must have that type (an ``int`` is accepted where a ``float`` is
+expected); an unknown key or a wrong type is a :class:`ValueError` with one clear line that names
+the key, the expected type and the value given.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["COMMON_SETTINGS", "load_config", "validate_overrides", "type_name", "canonical_json"]
+
+#: Settings every experiment has: number of seeds and the root seed of ``SeedSequence``.
+COMMON_SETTINGS: dict[str, Any] = {"seeds": 4, "root_seed": 0}
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no whitespace: the stable text hashed into cell ids."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def type_name(value: Any) -> str:
+    """Human name of the type of a default value, e.g. ``'list of float'``."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, list):
+        inner = {type_name(v) for v in value}
+        if not inner:
+            return "list"
+        if inner == {"int", "float"}:
+            return "list of float"
+        return "list of " + "/".join(sorted(inner))
+    return type(value).__name__
+
+
+def _coerce_scalar(key: str, default: Any, value: Any) -> Any:
+    kind = type_name(default)
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+    elif kind == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif kind == "float":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif kind == "str":
+        if isinstance(value, str):
+            return value
+    else:  # pragma: no cover - defaults are always one of the above
+        return value
+    raise ValueError(f"setting '{key}' must be of type {kind}, got {value!r} ({type_name(value)})")
+
+
+def _coerce(key: str, default: Any, value: Any) -> Any:
+    if isinstance(default, list):
+        if not isinstance(value, list):
+            raise ValueError(f"setting '{key}' must be of type {type_name(default)}, got {value!r} ({type_name(value)})")
+        if not default:
+            return list(value)
+        template = 0.0 if type_name(default) == "list of float" else default[0]
+        try:
+            return [_coerce_scalar(key, template, v) for v in value]
+        except ValueError:
+            raise ValueError(
+                f"setting '{key}' must be of type {type_name(default)}, got {value!r}"
+            ) from None
+    return _coerce_scalar(key, default, value)
+
+
+def validate_overrides(defaults: Mapping[str, Any], overrides: Mapping[str, Any], experiment: str) -> dict[str, Any]:
+    """Return ``defaults`` updated with ``overrides`` after checking every key and type.
+
+    Raises ``ValueError`` naming the first unknown key (with the list of known keys) or the first
+    value whose type differs from its default's type.
+    """
+    settings = copy.deepcopy(dict(defaults))
+    for key, value in overrides.items():
+        if key not in settings:
+            known = ", ".join(sorted(settings))
+            raise ValueError(f"unknown setting '{key}' for experiment '{experiment}' (known settings: {known})")
+        settings[key] = _coerce(key, settings[key], value)
+    return settings
+
+
+def load_config(path: str | Path, experiment: str | None = None) -> dict[str, Any]:
+    """Read a TOML file of setting overrides.
+
+    Top-level keys are settings. A table named after the experiment (``[rate]``) is also accepted
+    and merged over the top-level keys; tables named after other experiments are ignored, so one
+    file can hold the overrides of several experiments. Raises ``ValueError`` with one line for a
+    missing file or invalid TOML.
+    """
+    path = Path(path)
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"config file {str(path)!r} does not exist") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read config file {str(path)!r}: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(text.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"config file {str(path)!r} is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    from xposim.harness.experiments import experiment_names
+
+    names = set(experiment_names())
+    overrides: dict[str, Any] = {}
+    table: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            if key == experiment:
+                table = value
+            elif key in names:
+                continue
+            else:
+                raise ValueError(
+                    f"config file {str(path)!r}: table [{key}] is not an experiment name "
+                    f"(settings are top-level keys or sit in a table named after the experiment)"
+                )
+        else:
+            overrides[key] = value
+    for key, value in table.items():
+        if isinstance(value, dict):
+            raise ValueError(f"config file {str(path)!r}: nested table [{experiment}.{key}] is not a setting")
+        overrides[key] = value
+    return overrides

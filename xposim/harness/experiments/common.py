@@ -1,0 +1,235 @@
+"""Shared pieces of the learner experiments: environments by name, learners by label, one run.
+
+A cell runs ONE learner for ONE seed (``xposim.learners.run_learner``) and returns the tidy
+metric columns of the ``xposim.simulate`` contract (``learner, round, queries,
+kl_regularized_value, suboptimality, best_iterate_suboptimality, average_iterate_suboptimality,
+cumulative_regret, kl_to_ref, expected_reward, argmax_regret``); the runner adds the cell id,
+seed index and settings. Offline learners are trained once per dataset size (nested datasets:
+the first ``n`` pairs of a seed are the same for every size), so their "checkpoints" are sizes.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+METRICS = (
+    "round", "queries", "kl_regularized_value", "suboptimality", "best_iterate_suboptimality",
+    "average_iterate_suboptimality", "cumulative_regret", "kl_to_ref", "expected_reward", "argmax_regret",
+    "solver_failures", "solver_disagreements",
+)
+
+#: Harness labels that are not registry names: label -> (registry name, fixed overrides).
+LABELS: dict[str, tuple[str, dict[str, Any]]] = {
+    "xpo_alpha0": ("xpo", {"alpha": 0.0}),
+    "xpo_paper_argmax": ("xpo", {"labels": "argmax"}),
+    "xpo_trl_bt": ("xpo_trl", {"labels": "bradley_terry"}),
+}
+
+ENV_NAMES = ("two_arm", "needle", "random", "bandit")
+
+
+def learner_label_check(labels: Sequence[str], setting: str = "learners") -> None:
+    """``ValueError`` naming the first label that is neither a harness label nor a learner name."""
+    from xposim.learners import learner_names
+
+    known = set(learner_names()) | set(LABELS)
+    for label in labels:
+        if label not in known:
+            raise ValueError(f"setting '{setting}': unknown learner {label!r} (known: {', '.join(sorted(known))})")
+
+
+def make_learner_for(label: str, **overrides: Any):
+    """The learner config of harness label ``label`` (named ``label`` in tables)."""
+    import dataclasses
+
+    from xposim.learners import make_learner
+
+    name, fixed = LABELS.get(label, (label, {}))
+    return dataclasses.replace(make_learner(name, **{**overrides, **fixed}), name=label)
+
+
+def make_env(point: dict[str, Any]):
+    """The environment of a sweep point (``point['env']`` and its parameters)."""
+    from xposim import envs
+
+    kind = point["env"]
+    beta = float(point["beta"])
+    if kind == "two_arm":
+        return envs.two_arm_lower_bound(beta)
+    if kind == "needle":
+        return envs.needle(int(point.get("needle_vocab", 2)), int(point.get("needle_horizon", 3)), beta)
+    if kind == "random":
+        return envs.random_token_mdp(int(point["n_contexts"]), int(point["vocab_size"]), int(point["horizon"]),
+                                     seed=int(point["env_seed"]), r_max=float(point.get("r_max", 1.0)))
+    if kind == "bandit":
+        return hidden_arm_bandit(int(point["n_arms"]), float(point["good_arm_ref_prob"]),
+                                 float(point.get("r_max", 1.0)))
+    raise ValueError(f"unknown environment {kind!r} (known: {', '.join(ENV_NAMES)})")
+
+
+def hidden_arm_bandit(n_arms: int, good_arm_ref_prob: float, r_max: float = 1.0):
+    """One context, ``n_arms`` arms: arm 0 has reward ``r_max`` and reference probability ``p``;
+    the others ``r_max / 2`` and ``(1 - p)/(n_arms - 1)`` each (Proposition 2.1's instance is
+    ``n_arms = 2``, ``p = e^{-1/(8 beta)}``). Coverage experiments vary ``n_arms`` (coverability)
+    and ``p`` (concentrability ``~ 1/p``) separately."""
+    from xposim.envs import TokenMDP
+
+    if n_arms < 2 or not 0.0 < good_arm_ref_prob < 1.0:
+        raise ValueError(f"need n_arms >= 2 and 0 < good_arm_ref_prob < 1, got {n_arms}, {good_arm_ref_prob}")
+    ref = np.full((1, 1, n_arms), (1.0 - good_arm_ref_prob) / (n_arms - 1))
+    ref[0, 0, 0] = good_arm_ref_prob
+    rewards = np.full((1, 1, n_arms), r_max / 2.0)
+    rewards[0, 0, 0] = r_max
+    return TokenMDP.from_arrays([1.0], ref, rewards, r_max=r_max, name=f"hidden_arm(K={n_arms},p={good_arm_ref_prob:g})")
+
+
+def checkpoint_grid(rounds: int, per_decade: int) -> np.ndarray:
+    """Round 0, then about ``per_decade`` log-spaced rounds per decade up to ``rounds``."""
+    from xposim.learners import default_checkpoints
+
+    return default_checkpoints(int(rounds), per_decade=int(per_decade))
+
+
+def run_one(env, label: str, beta: float, rounds: int, seed: np.random.SeedSequence,
+            checkpoints: Sequence[int] | None = None, policy_class: Any = "tabular",
+            optimal_value: float | None = None, offline_sizes: Sequence[int] | None = None,
+            **overrides: Any) -> pd.DataFrame:
+    """One learner, one seed: the metric columns at the checkpoints (offline learners: one
+    training per dataset size in ``offline_sizes``, default the checkpoints)."""
+    from xposim.learners import run_learner
+
+    from xposim import exact
+
+    learner = make_learner_for(label, **overrides)
+    checkpoints = checkpoint_grid(rounds, 8) if checkpoints is None else np.asarray(checkpoints, dtype=np.int64)
+    if optimal_value is None:
+        optimal_value = exact.solve(env, beta).value
+    if learner.is_offline:
+        sizes = [int(n) for n in (checkpoints if offline_sizes is None else offline_sizes) if n >= 1]
+        rows = []
+        for n in sizes:
+            result = run_learner(env, learner, beta, n, checkpoints=[n], seed=seed, policy_class=policy_class,
+                                 optimal_value=optimal_value)
+            rows.append(result.metrics[-1])
+        metrics, columns = np.array(rows), result.columns
+    else:
+        result = run_learner(env, learner, beta, int(rounds), checkpoints=checkpoints, seed=seed,
+                             policy_class=policy_class, optimal_value=optimal_value)
+        metrics, columns = result.metrics, result.columns
+    frame = pd.DataFrame(metrics, columns=list(columns))
+    frame = frame[[c for c in METRICS if c in frame.columns]].copy()
+    frame["round"] = frame["round"].astype(np.int64)
+    frame["queries"] = frame["queries"].astype(np.int64)
+    frame.insert(0, "learner", label)
+    return frame
+
+
+
+# ----------------------------------------------------------------------------- samples-to-eps
+def relative_hits(results: pd.DataFrame, by: Sequence[str], fraction: float,
+                  metric: str = "suboptimality") -> pd.DataFrame:
+    """Queries until ``metric`` first falls below ``fraction`` times its value at round 0
+    (``pi^(1) = pi_ref``), per run, censored at the last checkpoint (see
+    :func:`xposim.harness.stats.queries_to_threshold`). Returns ``by + ['seed_index', 'queries',
+    'observed', 'budget', 'threshold']``."""
+    from xposim.harness import stats
+
+    frames = []
+    for key, group in results.groupby(list(by), sort=False):
+        start = group.loc[group["round"] == 0, metric]
+        if start.empty:
+            raise ValueError(f"relative thresholds need the round-0 row; group {key} has none")
+        threshold = fraction * float(start.mean())
+        hits = stats.queries_to_threshold(group, threshold, metric, by=list(by), run=("seed_index",))
+        hits["threshold"] = threshold
+        frames.append(hits)
+    return pd.concat(frames, ignore_index=True)
+
+
+def quantile_trend(hits: pd.DataFrame, group: str, covariate: dict, log_covariate: bool,
+                   quantiles: Sequence[float] = (0.5, 0.25), n_resamples: int = 500):
+    """Fit ``log T_q`` against the covariate of each value of ``hits[group]`` (a
+    :class:`~xposim.harness.stats.QuantileTrend`): the KM median, or the next quantile when the
+    median is censored at some value or in more than 5% of the bootstrap resamples."""
+    from xposim.harness import stats
+
+    values = [v for v in covariate if v in set(hits[group])]
+    durations = [hits.loc[hits[group] == v, "queries"].to_numpy() for v in values]
+    observed = [hits.loc[hits[group] == v, "observed"].to_numpy() for v in values]
+    xs = [covariate[v] for v in values]
+    trend = None
+    for q in quantiles:
+        trend = stats.censored_quantile_trend(xs, durations, observed, q=q, log_covariate=log_covariate,
+                                              n_resamples=n_resamples, seed=0)
+        if trend.fit is not None and not trend.censored.any() and trend.censored_resample_fraction <= 0.05:
+            break
+    return values, trend
+
+
+def trend_detail(values, trend, name: str) -> str:
+    """One line: the quantile at each covariate value and the censoring."""
+    qname = "median" if trend.q == 0.5 else f"{trend.q:g}-quantile"
+    parts = ", ".join(f"{v}: {'censored' if not math.isfinite(t) else f'{t:.0f}'}"
+                      for v, t in zip(values, trend.quantiles))
+    out = f"{qname} queries-to-eps by {name} ({parts}); {int(trend.censored.sum())} of {len(values)} censored"
+    if trend.ols is not None:
+        out += f"; OLS interval [{trend.ols.low:.2f}, {trend.ols.high:.2f}]"
+    return out
+
+
+def trend_record(prediction_id: str, statement: str, trend, rule: str, predicted: float, unit: str,
+                 detail: str) -> dict[str, Any]:
+    """A prediction record for a fitted trend with the verdict of ``rule``:
+    ``'contains'`` (the interval contains ``predicted``), ``'flat'`` (the interval lies below 1/2;
+    above 1/2: not held), ``'passive'`` (above 0 and reaching ``predicted``; below it: not held),
+    ``'below'`` (the interval lies at or below ``predicted``; above it: not held)."""
+    from xposim.harness.verdicts import prediction_record
+
+    fit = trend.fit if trend is not None else None
+    texts = {
+        "contains": f"held if the 95% bootstrap interval contains {predicted:g}, not held if it excludes it",
+        "flat": "held if every quantile is observed and the 95% bootstrap interval lies below 1/2, "
+                "not held if it lies above 1/2",
+        "passive": f"held if the 95% bootstrap interval lies above 0 and reaches {predicted:g}, "
+                   f"not held if it lies below {predicted:g}",
+        "below": f"held if the 95% bootstrap interval lies at or below {predicted:g}, not held if above",
+    }
+    if fit is None:
+        verdict = "inconclusive"
+    elif rule == "contains":
+        verdict = "held" if fit.low <= predicted <= fit.high else "not held"
+    elif rule == "flat":
+        if fit.low > 0.5:
+            verdict = "not held"
+        elif fit.high < 0.5 and not trend.censored.any():
+            verdict = "held"
+        else:
+            verdict = "inconclusive"
+    elif rule == "passive":
+        verdict = "not held" if fit.high < predicted else ("held" if fit.low > 0 else "inconclusive")
+    elif rule == "below":
+        verdict = "held" if fit.high <= predicted else ("not held" if fit.low > predicted else "inconclusive")
+    else:  # pragma: no cover
+        raise ValueError(f"unknown rule {rule!r}")
+    return prediction_record(prediction_id, statement, None if fit is None else fit.slope,
+                             None if fit is None else fit.low, None if fit is None else fit.high, predicted, verdict,
+                             rule=texts[rule], unit=unit, detail=detail)
+
+
+def trend_series(label: str, values, trend, covariate: dict, log_covariate: bool):
+    """A :class:`~xposim.harness.plots.ScalingSeries` of the trend's quantiles with its fitted line."""
+    from xposim.harness import plots
+
+    x = np.array([covariate[v] for v in values], float)
+    y = np.where(trend.censored, trend.budgets, trend.quantiles)
+    fit_line = None
+    if trend.fit is not None:
+        grid = np.geomspace(x.min(), x.max(), 40) if log_covariate else np.linspace(x.min(), x.max(), 40)
+        fx = np.log(grid) if log_covariate else grid
+        fit_line = plots.Line(f"{label} fit: slope {trend.fit.slope:.2f} [{trend.fit.low:.2f}, {trend.fit.high:.2f}]",
+                              grid, np.exp(trend.fit.intercept + trend.fit.slope * fx), ":", "series")
+    return plots.ScalingSeries(label, x, y, None, None, trend.censored, fit=fit_line)

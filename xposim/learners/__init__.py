@@ -1,0 +1,39 @@
+"""Learners (THEORY 4): XPO and its relatives as configs; the jitted engine that runs them.
+
+* :func:`make_learner` — by name (``"xpo"``, ``"online_dpo"``, ``"dpo"``, ``"ipo"``, ``"chipo"``,
+  ``"vpo"``, ``"selm"``, ``"popo"``, ``"se_popo"``, ``"copo"``, ``"xpo_historical"``,
+  ``"online_dpo_greedy"``, ...);
+* config classes :class:`XPO`, :class:`OnlineDPO`, :class:`OfflineDPO`, :class:`IPO`,
+  :class:`ChiPO`, :class:`VPO`, :class:`SELM`, :class:`POPO`, :class:`COPO`;
+* alpha schedules :class:`ConstantAlpha`, :class:`TheoryAlpha` (``c beta / sqrt(T)``),
+  :class:`DecayingAlpha`;
+* :func:`run_learner` — one learner, one seed (``xposim.simulate`` runs many).
+"""
+from xposim.learners.config import ConstantAlpha, DecayingAlpha, LearnerConfig, TheoryAlpha
+from xposim.learners.dpo import IPO, ChiPO, OfflineDPO, OnlineDPO
+from xposim.learners.optimism import COPO, POPO, SELM, VPO
+from xposim.learners.registry import LEARNERS, learner_names, make_learner
+from xposim.learners.runner import RunResult, default_checkpoints, run_learner
+from xposim.learners.xpo import XPO
+
+__all__ = [
+    "LearnerConfig",
+    "ConstantAlpha",
+    "TheoryAlpha",
+    "DecayingAlpha",
+    "XPO",
+    "OnlineDPO",
+    "OfflineDPO",
+    "IPO",
+    "ChiPO",
+    "VPO",
+    "SELM",
+    "POPO",
+    "COPO",
+    "LEARNERS",
+    "learner_names",
+    "make_learner",
+    "run_learner",
+    "RunResult",
+    "default_checkpoints",
+]

@@ -1,0 +1,355 @@
+"""Learner configuration: the common fields, the alpha schedules and the round plan.
+
+A learner is a frozen dataclass (one per algorithm, in the sibling modules) whose :meth:`plan`
+maps its pseudocode onto a :class:`Plan`: which sampler draws each response, which loss kernels
+score the data, which response gets the bonus, which reference the loss uses, paper or trl mode.
+The jitted engine (:mod:`xposim.learners.engine`) executes plans; it knows no learner by name.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import namedtuple
+from typing import ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+from xposim.losses.kinds import BONUS_NONE, PAIR_IPO, bonus_kind, pair_kind
+from xposim.oracles import Argmax, BradleyTerry, PreferenceOracle, Probit, make_oracle
+from xposim.policies.base import SolverSettings
+
+# ----------------------------------------------------------------------------- plan codes
+#: ``tau ~ pi^(t)(.|x)`` (at ``Plan.temperature``; 1 = the policy itself).
+SAMPLER_POLICY = 0
+#: ``tau ~ pi_ref(.|x)`` (the environment's reference; Algorithm 1's ``tau~``).
+SAMPLER_REFERENCE = 1
+#: the temperature-0 (greedy) policy: argmax token in every state, ties to the lowest token.
+SAMPLER_GREEDY = 2
+#: uniform mixture of the past iterates ``pi^(1..t)`` (Algorithm 3).
+SAMPLER_HISTORICAL = 3
+#: a frozen snapshot of an iterate (POPO's ``pi_sam``; ``pi_ref`` until the first SE-POPO reset).
+SAMPLER_FROZEN = 4
+#: a fixed behaviour policy given by the user (offline data, Algorithm 2 with a fixed sampler).
+SAMPLER_BEHAVIOUR = 5
+SAMPLER_NAMES = {
+    "policy": SAMPLER_POLICY,
+    "reference": SAMPLER_REFERENCE,
+    "greedy": SAMPLER_GREEDY,
+    "historical": SAMPLER_HISTORICAL,
+    "frozen": SAMPLER_FROZEN,
+    "behaviour": SAMPLER_BEHAVIOUR,
+}
+
+#: no bonus response.
+BONUS_ON_NONE = 0
+#: the bonus is on the second response of the pair (XPO's ``tau~``, POPO's ``y_sam``).
+BONUS_ON_SECOND = 1
+#: the bonus is on a third, unlabeled response from ``Plan.bonus_sampler`` (VPO, COPO).
+BONUS_ON_SEPARATE = 2
+
+#: the loss reference is the environment's ``pi_ref``.
+REFERENCE_FIXED = 0
+#: the loss reference of context ``x`` is the iterate just before ``x``'s latest update (SELM).
+REFERENCE_PREVIOUS = 1
+REFERENCE_NAMES = {"fixed": REFERENCE_FIXED, "previous_iterate": REFERENCE_PREVIOUS}
+
+#: argmin over all the data every round (the paper).
+MODE_PAPER = 0
+#: one gradient step on the fresh batch only (trl's former ``XPOTrainer``).
+MODE_TRL = 1
+MODE_NAMES = {"paper": MODE_PAPER, "trl": MODE_TRL}
+
+#: uniforms drawn per preference query: context, first, second, label, bonus response.
+UNIFORMS_PER_PAIR = 5
+
+Plan = namedtuple(
+    "Plan",
+    [
+        "first_sampler",
+        "second_sampler",
+        "bonus_sampler",
+        "bonus_response",
+        "pair_kind",
+        "pair_param",
+        "bonus_kind",
+        "copo_weight",
+        "reference_mode",
+        "batch_size",
+        "oracle_code",
+        "oracle_param",
+        "mode",
+        "learning_rate",
+        "temperature",
+        "outer_round_length",
+        "offline",
+    ],
+)
+Plan.__doc__ = """Integer/float description of one learner's round, executed by the jitted engine."""
+
+
+# ----------------------------------------------------------------------------- alpha schedules
+@runtime_checkable
+class AlphaSchedule(Protocol):
+    """``values(beta, rounds) -> (rounds,)`` array: ``alpha`` used in the argmin of round ``t = 1..rounds``."""
+
+    def values(self, beta: float, rounds: int) -> np.ndarray: ...
+
+
+def _check_nonnegative(value, argument: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{argument} must be a finite real number >= 0, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value < 0.0:
+        raise ValueError(f"{argument} must be a finite real number >= 0, got {value!r}")
+    return value
+
+
+def _check_positive(value, argument: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{argument} must be a finite real number > 0, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value <= 0.0:
+        raise ValueError(f"{argument} must be a finite real number > 0, got {value!r}")
+    return value
+
+
+def _check_int(value, argument: str, minimum: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{argument} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConstantAlpha:
+    """``alpha(t) = value`` for every round."""
+
+    value: float
+    """The constant bonus weight (>= 0)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "value", _check_nonnegative(self.value, "alpha"))
+
+    def values(self, beta: float, rounds: int) -> np.ndarray:
+        return np.full(rounds, self.value)
+
+
+@dataclasses.dataclass(frozen=True)
+class TheoryAlpha:
+    """``alpha = c * beta / sqrt(T)`` for the whole run of ``T`` rounds (THEORY 6.1, [R] shape).
+
+    The theory's tuning is ``alpha ~ beta / ((V_max + R_max) e^{2 R_max}) sqrt(log(|Pi| T/delta) / (C_cov T))``;
+    only the ``beta / sqrt(T)`` shape is certain, so every other factor is folded into the
+    exposed constant ``c``. Constant within a run (``T`` is the run's number of rounds).
+    """
+
+    c: float = 1.0
+    """The reconstructed constant ``c`` (>= 0)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "c", _check_nonnegative(self.c, "c"))
+
+    def values(self, beta: float, rounds: int) -> np.ndarray:
+        return np.full(rounds, self.c * beta / math.sqrt(rounds))
+
+
+@dataclasses.dataclass(frozen=True)
+class DecayingAlpha:
+    """``alpha(t) = c * beta / sqrt(t)`` (anytime version of :class:`TheoryAlpha`).
+
+    ``alpha`` changes every round, so every context's objective changes: the engine re-solves all
+    contexts with data every round (cost x number of contexts).
+    """
+
+    c: float = 1.0
+    """The constant ``c`` (>= 0)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "c", _check_nonnegative(self.c, "c"))
+
+    def values(self, beta: float, rounds: int) -> np.ndarray:
+        return self.c * beta / np.sqrt(np.arange(1, rounds + 1, dtype=np.float64))
+
+
+def as_alpha_schedule(alpha) -> AlphaSchedule:
+    """A float becomes :class:`ConstantAlpha`; schedules pass through (``ValueError`` otherwise)."""
+    if isinstance(alpha, AlphaSchedule) and not isinstance(alpha, (int, float)):
+        return alpha
+    return ConstantAlpha(_check_nonnegative(alpha, "alpha"))
+
+
+def alpha_values(alpha, beta: float, rounds: int) -> np.ndarray:
+    """The per-round ``alpha`` array, validated (finite, ``>= 0``, shape ``(rounds,)``)."""
+    values = np.asarray(as_alpha_schedule(alpha).values(beta, rounds), dtype=np.float64)
+    if values.shape != (rounds,):
+        raise ValueError(f"alpha schedule must return shape (rounds,) = ({rounds},), got {values.shape}")
+    if not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise ValueError("alpha schedule values must be finite and >= 0")
+    return np.ascontiguousarray(values)
+
+
+def resolve_oracle(labels) -> PreferenceOracle:
+    """An oracle object from a name (``"bradley_terry"``, ``"argmax"``, ``"probit"``) or an oracle."""
+    if isinstance(labels, (BradleyTerry, Argmax, Probit)):
+        return labels
+    if isinstance(labels, str):
+        return make_oracle(labels)
+    raise ValueError(f"labels must be an oracle name ('bradley_terry', 'argmax', 'probit') or oracle, got {labels!r}")
+
+
+# ----------------------------------------------------------------------------- base config
+@dataclasses.dataclass(frozen=True)
+class LearnerConfig:
+    """Fields shared by every learner. Subclasses fix the sampler pair and the losses (THEORY 4.5)."""
+
+    name: str | None = None
+    """Label in result tables (default: the registry name of the learner)."""
+    alpha: float | AlphaSchedule | None = None
+    """Bonus weight: a float, or a schedule (:class:`TheoryAlpha`, :class:`DecayingAlpha`).
+    ``None`` = the learner's default (1e-5 in trl mode). Ignored by learners without a bonus."""
+    batch_size: int = 1
+    """Preference pairs per round (Algorithm 4); queries = rounds * batch_size."""
+    labels: str | PreferenceOracle | None = None
+    """Oracle: 'bradley_terry' (paper default), 'argmax' (trl default, ties to the first), 'probit'."""
+    reference: str | None = None
+    """Loss reference: 'fixed' (pi_ref) or 'previous_iterate' (SELM's drift). None = learner default."""
+    mode: str = "paper"
+    """'paper': exact argmin over all data each round; 'trl': one gradient step on the fresh batch only."""
+    learning_rate: float = 0.1
+    """trl mode: step size of the projected gradient step on the class parameters (reward units)."""
+    temperature: float | None = None
+    """Token temperature of draws from the policy (None: 1 in paper mode, 0.9 in trl mode)."""
+    solver: SolverSettings = dataclasses.field(default_factory=SolverSettings)
+    """Settings of the argmin (tolerance, max iterations, restarts, dense limit)."""
+
+    registry_name: ClassVar[str] = "learner"
+    default_alpha: ClassVar = 0.0
+    has_bonus: ClassVar[bool] = False
+    default_reference: ClassVar[str] = "fixed"
+
+    def __post_init__(self) -> None:
+        if self.name is not None and not isinstance(self.name, str):
+            raise ValueError(f"name must be a string or None, got {self.name!r}")
+        if self.alpha is not None:
+            as_alpha_schedule(self.alpha)
+        _check_int(self.batch_size, "batch_size", 1)
+        if self.labels is not None:
+            resolve_oracle(self.labels)
+        if self.reference is not None and self.reference not in REFERENCE_NAMES:
+            raise ValueError(f"reference must be one of {sorted(REFERENCE_NAMES)}, got {self.reference!r}")
+        if self.mode not in MODE_NAMES:
+            raise ValueError(f"mode must be one of {sorted(MODE_NAMES)}, got {self.mode!r}")
+        _check_positive(self.learning_rate, "learning_rate")
+        if self.temperature is not None:
+            _check_nonnegative(self.temperature, "temperature")
+        if not isinstance(self.solver, SolverSettings):
+            raise ValueError(f"solver must be a SolverSettings, got {self.solver!r}")
+
+    # -- resolved settings ------------------------------------------------------
+    @property
+    def label(self) -> str:
+        return self.name if self.name is not None else self.registry_name
+
+    def resolved_alpha(self):
+        if not self.has_bonus:
+            return 0.0
+        if self.alpha is not None:
+            return self.alpha
+        return 1e-5 if self.mode == "trl" else self.default_alpha
+
+    def resolved_oracle(self) -> PreferenceOracle:
+        if self.labels is not None:
+            return resolve_oracle(self.labels)
+        return Argmax() if self.mode == "trl" else BradleyTerry()
+
+    def resolved_temperature(self) -> float:
+        if self.temperature is not None:
+            return float(self.temperature)
+        return 0.9 if self.mode == "trl" else 1.0
+
+    def resolved_reference(self) -> str:
+        return self.reference if self.reference is not None else self.default_reference
+
+    @property
+    def is_offline(self) -> bool:
+        return False
+
+    def behaviour_policy(self):
+        """Token-level behaviour policy ``(nc, n_states, A)`` if the learner samples from one."""
+        return None
+
+    # -- to be provided by subclasses -------------------------------------------
+    def samplers(self) -> tuple[int, int, int, int]:
+        """``(first, second, bonus sampler, bonus response)`` codes."""
+        raise NotImplementedError
+
+    def losses(self, r_max: float) -> tuple[int, float, int, float]:
+        """``(pair kind, pair param, bonus kind, copo weight)``."""
+        raise NotImplementedError
+
+    def outer_round_length(self, rounds: int) -> int:
+        """SE-POPO: rounds per outer round (the frozen sampler is reset between them); 0 = never."""
+        return 0
+
+    def plan(self, r_max: float, rounds: int) -> Plan:
+        """The :class:`Plan` the engine executes."""
+        first, second, bonus_sampler, bonus_on = self.samplers()
+        pk, pparam, bk, copo = self.losses(r_max)
+        oracle = self.resolved_oracle()
+        if not self.has_bonus:
+            bk = BONUS_NONE
+            bonus_on = BONUS_ON_NONE
+        return Plan(
+            first_sampler=int(first),
+            second_sampler=int(second),
+            bonus_sampler=int(bonus_sampler),
+            bonus_response=int(bonus_on),
+            pair_kind=int(pk),
+            pair_param=float(pparam),
+            bonus_kind=int(bk),
+            copo_weight=float(copo),
+            reference_mode=REFERENCE_NAMES[self.resolved_reference()],
+            batch_size=int(self.batch_size),
+            oracle_code=int(oracle.code),
+            oracle_param=float(oracle.parameter),
+            mode=MODE_NAMES[self.mode],
+            learning_rate=float(self.learning_rate),
+            temperature=self.resolved_temperature(),
+            outer_round_length=int(self.outer_round_length(rounds)),
+            offline=bool(self.is_offline),
+        )
+
+    def describe(self) -> dict:
+        """Settings as a flat dict (for result tables)."""
+        alpha = self.resolved_alpha()
+        return {
+            "learner": self.label,
+            "algorithm": self.registry_name,
+            "alpha": float(alpha) if isinstance(alpha, (int, float)) else repr(alpha),
+            "batch_size": self.batch_size,
+            "mode": self.mode,
+            "reference": self.resolved_reference(),
+        }
+
+
+def check_pair_name(name: str) -> int:
+    """Pair-loss code (ValueError lists the allowed names)."""
+    return pair_kind(name)
+
+
+def check_bonus_name(name: str) -> int:
+    """Bonus code (ValueError lists the allowed names)."""
+    return bonus_kind(name)
+
+
+__all__ = [
+    "AlphaSchedule",
+    "ConstantAlpha",
+    "TheoryAlpha",
+    "DecayingAlpha",
+    "LearnerConfig",
+    "Plan",
+    "alpha_values",
+    "as_alpha_schedule",
+    "resolve_oracle",
+    "PAIR_IPO",
+]

@@ -1,0 +1,329 @@
+"""Run one learner for one seed: the Python driver around the jitted engine.
+
+:func:`run_learner` builds the states, draws the run's uniforms in chunks from one
+``numpy.random.Generator(PCG64(seed))`` (first the restart pool of the solver, then
+``UNIFORMS_PER_PAIR * batch_size`` uniforms per round, round after round), runs the fused loop of
+the built-in classes (or the generic per-round loop of any other :class:`PolicyClass`) and
+returns a :class:`RunResult` with the checkpoint metrics and the final iterate.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import numpy as np
+
+from xposim import exact
+from xposim.envs.token_mdp import TokenMDP
+from xposim.learners import engine
+from xposim.learners.config import (
+    MODE_PAPER,
+    REFERENCE_PREVIOUS,
+    SAMPLER_BEHAVIOUR,
+    UNIFORMS_PER_PAIR,
+    LearnerConfig,
+    alpha_values,
+)
+from xposim.policies.base import (
+    FINITE_CODE,
+    TABULAR_CODE,
+    EnvArrays,
+    IterateView,
+    PolicyClass,
+    env_arrays,
+    new_store,
+    token_log_policy_from_leaf_logprobs,
+    view_leaf_logprobs_into,
+)
+from xposim.policies.finite import FiniteClass
+from xposim.policies.tabular import N_COUNTERS, TabularClass, new_workspace
+from xposim.seeding import SeedLike, as_seed_sequence
+
+#: Rounds per chunk of pre-drawn uniforms (memory ``chunk * 5 * B`` floats).
+CHUNK_ROUNDS = 16384
+
+
+#: Policy classes that :func:`resolve_policy_class` builds from a name (with their default settings).
+POLICY_CLASS_NAMES = ("tabular", "loglinear", "token_logit", "finite")
+
+
+def resolve_policy_class(policy_class) -> PolicyClass:
+    """A :class:`PolicyClass` from an instance or a name in :data:`POLICY_CLASS_NAMES`.
+
+    ``"tabular"`` (reward-induced box class), ``"loglinear"`` (``f = <theta, phi>`` in a ball whose
+    default radius is ``||env.reward_parameter||``), ``"token_logit"`` (bounded softmax logits per
+    state); the finite class needs its members, so pass a ``FiniteClass(policies)`` instance.
+    """
+    from xposim.policies.loglinear import LogLinearClass
+    from xposim.policies.token_logit import TokenLogitClass
+
+    if isinstance(policy_class, PolicyClass):
+        return policy_class
+    if policy_class == "tabular":
+        return TabularClass()
+    if policy_class == "loglinear":
+        return LogLinearClass()
+    if policy_class == "token_logit":
+        return TokenLogitClass()
+    if policy_class == "finite":
+        raise ValueError("policy_class='finite' needs its members: pass xposim.policies.FiniteClass(policies)")
+    raise ValueError(
+        f"policy_class must be one of {list(POLICY_CLASS_NAMES)} or a PolicyClass instance, got {policy_class!r}"
+    )
+
+
+def check_beta(beta) -> float:
+    if isinstance(beta, bool) or not isinstance(beta, (int, float, np.integer, np.floating)):
+        raise ValueError(f"beta must be a finite real number > 0, got {beta!r}")
+    beta = float(beta)
+    if not math.isfinite(beta) or beta <= 0.0:
+        raise ValueError(f"beta must be a finite real number > 0, got {beta!r}")
+    return beta
+
+
+def check_rounds(rounds) -> int:
+    if isinstance(rounds, (bool, np.bool_)) or not isinstance(rounds, (int, np.integer)) or rounds < 1:
+        raise ValueError(f"rounds must be an integer >= 1, got {rounds!r}")
+    return int(rounds)
+
+
+def default_checkpoints(rounds: int, per_decade: int = 8) -> np.ndarray:
+    """Log-spaced checkpoint rounds: ``0``, ``1``, about ``per_decade`` per decade, and ``rounds``."""
+    rounds = check_rounds(rounds)
+    grid = np.unique(np.round(np.logspace(0, math.log10(rounds), max(2, int(per_decade * math.log10(rounds)) + 2))))
+    return np.unique(np.concatenate([[0, 1], grid.astype(np.int64), [rounds]])).astype(np.int64)
+
+
+def check_checkpoints(checkpoints, rounds: int) -> np.ndarray:
+    """Sorted unique int rounds in ``[0, rounds]`` (``None``: :func:`default_checkpoints`)."""
+    if checkpoints is None:
+        return default_checkpoints(rounds)
+    try:
+        array = np.asarray(checkpoints)
+    except (TypeError, ValueError):
+        raise ValueError(f"checkpoints must be a sequence of integers in [0, rounds], got {checkpoints!r}") from None
+    if array.ndim != 1 or array.size == 0 or not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"checkpoints must be a non-empty 1-d sequence of integers in [0, rounds], got {checkpoints!r}")
+    if array.min() < 0 or array.max() > rounds:
+        raise ValueError(f"checkpoints must lie in [0, rounds] = [0, {rounds}], got min {array.min()}, max {array.max()}")
+    return np.unique(array.astype(np.int64))
+
+
+@dataclasses.dataclass
+class RunResult:
+    """Output of :func:`run_learner`.
+
+    ``metrics`` is ``(n_checkpoints, len(engine.METRIC_COLUMNS))``; :meth:`leaf_logprobs` and
+    :meth:`token_policy` give the final iterate at trajectory and token level.
+    """
+
+    learner: LearnerConfig
+    metrics: np.ndarray
+    columns: tuple[str, ...]
+    view: IterateView
+    arrays: EnvArrays
+    env: TokenMDP
+    beta: float
+    optimal_value: float
+    counters: np.ndarray
+    final_value: float
+    store: object = None
+    """The :class:`~xposim.policies.base.PairStore` of the run (all pairs; for inspection and tests)."""
+    class_state: object = None
+    """The policy class's final state (e.g. :class:`~xposim.policies.tabular.TabularState`)."""
+    engine_state: object = None
+    """The engine's final :class:`~xposim.learners.engine.EngineState` (bonus counts, loss reference, ...)."""
+
+    def leaf_logprobs(self) -> np.ndarray:
+        """``log pi_hat(tau|x)``, ``(n_contexts, n_leaves)``, of the last iterate."""
+        out = np.empty(self.arrays.leaf_logref.shape)
+        view_leaf_logprobs_into(self.view, self.arrays, out)
+        return out
+
+    def token_policy(self) -> np.ndarray:
+        """The last iterate as a token-level policy ``(n_contexts, n_states, A)`` (for ``xposim.exact.evaluate``)."""
+        out = np.empty(self.env.ref_probs.shape)
+        token_log_policy_from_leaf_logprobs(self.leaf_logprobs(), self.env.vocab_size, self.env.n_states, out)
+        return np.exp(out)
+
+
+def _behaviour_cdf(env: TokenMDP, learner: LearnerConfig, plan) -> np.ndarray:
+    uses = SAMPLER_BEHAVIOUR in (plan.first_sampler, plan.second_sampler, plan.bonus_sampler)
+    policy = learner.behaviour_policy()
+    if not uses:
+        return np.zeros((1, 1))
+    if policy is None:
+        raise ValueError("behaviour must be given when a learner samples from a behaviour policy")
+    try:
+        logp = exact.trajectory_logprobs(env, policy)
+    except ValueError as error:
+        raise ValueError(f"behaviour is not a valid policy of the environment: {error}") from None
+    probs = np.exp(logp)
+    cdf = np.cumsum(probs, axis=1)
+    cdf /= cdf[:, -1:]
+    return np.ascontiguousarray(cdf)
+
+
+def _new_engine_state(arrays: EnvArrays, view: IterateView, plan, checkpoints: np.ndarray,
+                      behaviour_cdf: np.ndarray) -> engine.EngineState:
+    n_contexts, n_leaves = arrays.leaf_logref.shape
+    batch = plan.batch_size
+    loss_ref = np.full((n_contexts, n_leaves), -np.inf)
+    for x in range(n_contexts):
+        k = view.n_slots[x]
+        loss_ref[x, :k] = arrays.leaf_logref[x, view.slot_leaf[x, :k]]
+    eng = engine.EngineState(
+        loss_ref_logp=loss_ref,
+        loss_ref_offset=np.zeros(n_contexts),
+        frozen_logp=loss_ref.copy(),
+        frozen_offset=np.zeros(n_contexts),
+        hist_slot=np.zeros((n_contexts + 1, n_leaves)),
+        hist_rest=np.zeros(n_contexts),
+        hist_time=np.zeros(n_contexts),
+        bonus_count=np.zeros((n_contexts, n_leaves)),
+        appear_count=np.zeros((n_contexts, n_leaves)),
+        bonus_weight=np.ones((n_contexts, n_leaves)),
+        value_per_context=np.zeros(n_contexts),
+        behaviour_cdf=behaviour_cdf,
+        touched=np.zeros(n_contexts, dtype=np.bool_),
+        solve_mask=np.zeros(n_contexts, dtype=np.bool_),
+        changed=np.zeros(n_contexts, dtype=np.bool_),
+        batch_context=np.zeros(batch, dtype=np.int64),
+        batch_chosen=np.zeros(batch, dtype=np.int64),
+        batch_rejected=np.zeros(batch, dtype=np.int64),
+        batch_bonus=np.full(batch, -1, dtype=np.int64),
+        batch_bonus_weight=np.ones(batch),
+        scalars=np.zeros(engine.N_SCALARS),
+        counters=np.zeros(N_COUNTERS, dtype=np.int64),
+        checkpoints=np.ascontiguousarray(checkpoints, dtype=np.int64),
+        next_checkpoint=np.zeros(1, dtype=np.int64),
+        metrics=np.full((len(checkpoints), engine.N_METRICS), np.nan),
+        scratch=np.zeros(max(arrays.vocab_size, 2)),
+    )
+    # pi^(1): the frozen sampler (POPO's pi_sam) and the loss reference start at pi_ref (offsets 0);
+    # the historical sums start at zero: the mixture of pi^(1..t) is accumulated from round 1
+    return eng
+
+
+def run_learner(
+    env: TokenMDP,
+    learner: LearnerConfig,
+    beta: float,
+    rounds: int,
+    checkpoints=None,
+    seed: SeedLike = 0,
+    policy_class="tabular",
+    optimal_value: float | None = None,
+    chunk_rounds: int = CHUNK_ROUNDS,
+    on_chunk=None,
+) -> RunResult:
+    """Run ``learner`` for ``rounds`` rounds on ``env`` with KL coefficient ``beta`` (one seed).
+
+    ``checkpoints``: rounds at which metrics are recorded (default :func:`default_checkpoints`;
+    round 0 is ``pi^(1) = pi_ref``). ``seed``: int or ``SeedSequence`` (the run's only randomness).
+    ``policy_class``: ``"tabular"`` or a :class:`~xposim.policies.base.PolicyClass` instance.
+    ``optimal_value``: ``J_beta(pi*)`` if already known (else solved here).
+    ``chunk_rounds``: rounds per block of pre-drawn uniforms (does not change the numbers);
+    ``on_chunk(first_round, last_round, seconds)`` is called after every block (progress, timing).
+    """
+    if not isinstance(env, TokenMDP):
+        raise ValueError(f"env must be an xposim.envs.TokenMDP, got {type(env).__name__}")
+    if not isinstance(learner, LearnerConfig):
+        raise ValueError(f"learner must be a LearnerConfig (see xposim.learners.make_learner), got {learner!r}")
+    beta = check_beta(beta)
+    rounds = check_rounds(rounds)
+    checkpoints = check_checkpoints(checkpoints, rounds)
+    pclass = resolve_policy_class(policy_class)
+    pclass.validate(env)
+    plan = learner.plan(env.r_max, rounds)
+    if plan.mode != MODE_PAPER and not pclass.supports_gradient_steps:
+        raise ValueError(
+            f"mode='trl' needs a policy class with gradient steps; policy_class {pclass.name!r} has none"
+        )
+    alpha_t = alpha_values(learner.resolved_alpha(), beta, rounds)
+    arrays = env_arrays(env)
+    if optimal_value is None:
+        optimal_value = exact.solve(env, beta).value
+    consts = engine.RunConstants(beta=beta, optimal_value=float(optimal_value))
+    rng = np.random.Generator(np.random.PCG64(as_seed_sequence(seed)))
+    n_contexts, n_leaves = arrays.leaf_logref.shape
+    settings = learner.solver
+    restart_pool = rng.random((settings.restarts, n_leaves + 1))
+    state = pclass.create_state(env, arrays, beta, settings, restart_pool=restart_pool)
+    view = pclass.initial_view(arrays, state)
+    behaviour_cdf = _behaviour_cdf(env, learner, plan)
+    eng = _new_engine_state(arrays, view, plan, checkpoints, behaviour_cdf)
+    width = UNIFORMS_PER_PAIR * plan.batch_size
+    max_pairs = n_contexts * n_leaves * max(n_leaves - 1, 1)
+
+    if learner.is_offline:
+        n_pairs = learner.n_pairs if learner.n_pairs is not None else rounds
+        store = new_store(n_contexts, n_leaves, min(n_pairs, max_pairs))
+        ws = new_workspace(n_leaves, min(n_pairs, max_pairs), settings.dense_limit) if pclass.builtin_code == TABULAR_CODE else None
+        uniforms = rng.random((n_pairs, width))
+        if pclass.builtin_code == TABULAR_CODE:
+            engine.collect_offline_tabular(uniforms, arrays, plan, consts, view, eng, store, state, ws)
+        elif pclass.builtin_code == FINITE_CODE:
+            engine.collect_offline_finite(uniforms, arrays, plan, consts, view, eng, store, state)
+        else:
+            raise ValueError(f"offline learners are implemented for the built-in classes only, not {pclass.name!r}")
+        engine.record_metrics(0, 0, 1, arrays, view, eng, consts, True)
+        row = eng.metrics[0].copy()
+        for i, t in enumerate(checkpoints):
+            eng.metrics[i] = row
+            eng.metrics[i, 0] = t
+            eng.metrics[i, 1] = n_pairs
+        final_value = eng.scalars[engine.S_VALUE]
+        return RunResult(learner, eng.metrics, engine.METRIC_COLUMNS, view, arrays, env, beta,
+                         float(optimal_value), eng.counters.copy(), float(final_value), store, state, eng)
+
+    capacity = min(rounds * plan.batch_size, max_pairs) if plan.mode == MODE_PAPER else 1
+    store = new_store(n_contexts, n_leaves, capacity)
+    engine.refresh_values(arrays, view, eng, beta, True)
+    eng.scalars[engine.S_BEST] = optimal_value - eng.scalars[engine.S_VALUE]
+    eng.scalars[engine.S_PREV_ALPHA] = alpha_t[0]
+    if checkpoints[0] == 0:
+        engine.record_metrics(0, 0, plan.batch_size, arrays, view, eng, consts, False)
+        eng.next_checkpoint[0] = 1
+    ws = None
+    if pclass.builtin_code == TABULAR_CODE:
+        ws = new_workspace(n_leaves, max(capacity, plan.batch_size), settings.dense_limit)
+    chunk_rounds = check_rounds(chunk_rounds)
+    chunk = max(1, chunk_rounds // plan.batch_size)
+    t = 1
+    while t <= rounds:
+        n = min(chunk, rounds - t + 1)
+        started = time.perf_counter()
+        uniforms = rng.random((n, width))
+        if pclass.builtin_code == TABULAR_CODE:
+            engine.run_rounds_tabular(t, uniforms, arrays, plan, consts, alpha_t, view, eng, store, state, ws)
+        elif pclass.builtin_code == FINITE_CODE:
+            engine.run_rounds_finite(t, uniforms, arrays, plan, consts, alpha_t, view, eng, store, state)
+        else:
+            _generic_rounds(pclass, t, uniforms, arrays, plan, consts, alpha_t, view, eng, store, state)
+        if on_chunk is not None:
+            on_chunk(t, t + n - 1, time.perf_counter() - started)
+        t += n
+    return RunResult(learner, eng.metrics, engine.METRIC_COLUMNS, view, arrays, env, beta, float(optimal_value),
+                     eng.counters.copy(), float(eng.scalars[engine.S_VALUE]), store, state, eng)
+
+
+def _generic_rounds(pclass: PolicyClass, first_round: int, uniforms: np.ndarray, arrays, plan, consts, alpha_t,
+                    view, eng, store, state) -> None:
+    """The round loop for classes without a fused loop: jitted round logic, Python-level class update."""
+    separable = bool(pclass.is_context_separable)
+    for i in range(uniforms.shape[0]):
+        t = first_round + i
+        problem = engine.begin_round(t, uniforms[i], arrays, plan, alpha_t, view, eng, store, separable, consts)
+        if plan.mode == MODE_PAPER:
+            pclass.solve(problem, state, view, eng.solve_mask)
+        else:
+            batch = (eng.batch_context, eng.batch_chosen, eng.batch_rejected, eng.batch_bonus,
+                     eng.batch_bonus_weight, plan.batch_size, plan.learning_rate)
+            pclass.gradient_step(problem, state, view, batch)
+        engine.end_round(t, arrays, plan, view, eng, consts)
+
+
+__all__ = ["RunResult", "run_learner", "default_checkpoints", "check_checkpoints", "resolve_policy_class",
+           "REFERENCE_PREVIOUS"]

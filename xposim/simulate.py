@@ -1,0 +1,189 @@
+"""``xposim.simulate``: many learners x many seeds, exact metrics, one tidy table.
+
+Each (learner, seed) pair is an independent job (:func:`xposim.learners.run_learner`) driven by
+the seed's ``SeedSequence`` child of the root seed (:func:`xposim.seeding.spawn_seeds`), so the
+table is identical bit for bit for any ``workers`` and any execution order. Every learner gets the
+same child for the same seed (common random numbers across learners).
+
+Parallelism: jobs run in a thread pool; the round loop is a numba function compiled with
+``nogil=True``, so threads run truly in parallel and share the compiled code (measured in
+``benchmarks/bench_learners.py``: threads beat a process pool here because every new process
+pays the import and numba cache load, ~1-2 s, per worker). ``executor="processes"`` is available.
+"""
+from __future__ import annotations
+
+import concurrent.futures as futures
+import os
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from xposim import exact
+from xposim.envs.token_mdp import TokenMDP
+from xposim.learners.config import LearnerConfig
+from xposim.learners.registry import make_learner
+from xposim.learners.runner import check_beta, check_checkpoints, check_rounds, resolve_policy_class, run_learner
+from xposim.seeding import SeedLike, as_seed_sequence
+
+#: Columns of the table returned by :func:`simulate`, in order.
+COLUMNS = (
+    "learner",
+    "seed",
+    "round",
+    "queries",
+    "kl_regularized_value",
+    "suboptimality",
+    "best_iterate_suboptimality",
+    "average_iterate_suboptimality",
+    "cumulative_regret",
+    "kl_to_ref",
+    "expected_reward",
+    "argmax_regret",
+    "solver_failures",
+    "solver_disagreements",
+)
+
+
+def _resolve_learners(learners) -> list[LearnerConfig]:
+    if isinstance(learners, (str, LearnerConfig)):
+        learners = [learners]
+    if not isinstance(learners, Iterable):
+        raise ValueError(f"learners must be a learner name, a LearnerConfig or a list of them, got {learners!r}")
+    out = []
+    for item in learners:
+        if isinstance(item, str):
+            out.append(make_learner(item))
+        elif isinstance(item, LearnerConfig):
+            out.append(item)
+        else:
+            raise ValueError(f"every learner must be a name or a LearnerConfig, got {item!r}")
+    if not out:
+        raise ValueError("learners must not be empty")
+    labels = [learner.label for learner in out]
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise ValueError(f"learner labels must be unique (set name=...); duplicated: {duplicates}")
+    return out
+
+
+def _resolve_seeds(seeds) -> list[int]:
+    if isinstance(seeds, (bool, np.bool_)):
+        raise ValueError(f"seeds must be a positive int (a count) or a list of non-negative ints, got {seeds!r}")
+    if isinstance(seeds, (int, np.integer)):
+        if seeds < 1:
+            raise ValueError(f"seeds (a count) must be >= 1, got {seeds!r}")
+        return list(range(int(seeds)))
+    try:
+        values = [int(s) for s in seeds]
+    except (TypeError, ValueError):
+        raise ValueError(f"seeds must be a positive int (a count) or a list of non-negative ints, got {seeds!r}") from None
+    if not values or any(v < 0 for v in values) or any(v != s for v, s in zip(values, seeds)):
+        raise ValueError(f"seeds must be a non-empty list of non-negative ints, got {seeds!r}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"seeds must be distinct, got {seeds!r}")
+    return values
+
+
+def _child_seed(root: np.random.SeedSequence, index: int) -> np.random.SeedSequence:
+    """Child ``index`` of ``root`` (the same as ``root.spawn(n)[index]`` for any ``n > index``)."""
+    return np.random.SeedSequence(root.entropy, spawn_key=tuple(root.spawn_key) + (index,),
+                                  pool_size=root.pool_size)
+
+
+def _job(env, learner, beta, rounds, checkpoints, seed_index, seed_sequence, policy_class, optimal_value):
+    result = run_learner(env, learner, beta, rounds, checkpoints=checkpoints, seed=seed_sequence,
+                         policy_class=policy_class, optimal_value=optimal_value)
+    return learner.label, seed_index, result.metrics
+
+
+def simulate(
+    env: TokenMDP,
+    learners,
+    beta: float,
+    rounds: int,
+    seeds: int | Sequence[int] = 8,
+    checkpoints: Sequence[int] | None = None,
+    workers: int | None = None,
+    policy_class="tabular",
+    root_seed: SeedLike = 0,
+    executor: str = "threads",
+) -> pd.DataFrame:
+    """Run every learner for every seed on ``env`` and return the tidy metrics table.
+
+    Parameters
+    ----------
+    env : the environment (:class:`~xposim.envs.TokenMDP`).
+    learners : a name (``"xpo"``), a :class:`~xposim.learners.LearnerConfig`, or a list of them
+        (labels must be unique: ``make_learner("xpo", name="xpo_a0.1", alpha=0.1)``).
+    beta : KL coefficient ``> 0`` of the objective ``J_beta`` (THEORY 2).
+    rounds : number of rounds ``T >= 1`` (queries = rounds * batch_size; offline learners use
+        ``rounds`` pairs unless ``n_pairs`` is set).
+    seeds : an int ``n`` (seed indices ``0..n-1``) or a list of distinct non-negative seed indices;
+        seed index ``i`` uses child ``i`` of ``SeedSequence(root_seed)``.
+    checkpoints : rounds at which rows are recorded (ints in ``[0, rounds]``); default a log-spaced
+        grid with ``0`` (``pi^(1) = pi_ref``), ``1`` and ``rounds``.
+    workers : parallel jobs (default ``os.cpu_count()``); results do not depend on it.
+    policy_class : ``"tabular"`` or a :class:`~xposim.policies.PolicyClass` instance.
+    root_seed : root of the seed tree.
+    executor : ``"threads"`` (default) or ``"processes"``.
+
+    Returns
+    -------
+    ``pandas.DataFrame`` with one row per (learner, seed, checkpoint round) and the columns
+    :data:`COLUMNS`: ``queries`` (preference labels so far), ``kl_regularized_value`` =
+    ``J_beta(pi^(t+1))`` (the policy after ``round`` rounds), ``suboptimality`` =
+    ``J_beta(pi*) - J_beta(pi^(t+1))`` (exact), ``best_iterate_suboptimality`` (min over
+    ``pi^(1..t+1)``), ``average_iterate_suboptimality`` (the uniform mixture of the played iterates
+    ``pi^(1..t)``), ``cumulative_regret`` (``sum_{s<=t} batch (J* - J(pi^(s)))``; NaN for offline
+    learners), ``kl_to_ref``, ``expected_reward``, ``argmax_regret``
+    (``E_x[max_tau r - r(greedy(pi)(x))]``, greedy = temperature-0 token policy, ties to the lowest
+    token), ``solver_failures`` / ``solver_disagreements`` (cumulative counts of argmins that hit
+    the iteration cap / whose multi-starts disagreed).
+    """
+    if not isinstance(env, TokenMDP):
+        raise ValueError(f"env must be an xposim.envs.TokenMDP, got {type(env).__name__}")
+    beta = check_beta(beta)
+    rounds = check_rounds(rounds)
+    configs = _resolve_learners(learners)
+    seed_indices = _resolve_seeds(seeds)
+    checkpoints = check_checkpoints(checkpoints, rounds)
+    pclass = resolve_policy_class(policy_class)
+    pclass.validate(env)
+    for learner in configs:  # fail early, before any job starts
+        plan = learner.plan(env.r_max, rounds)
+        if plan.mode != 0 and not pclass.supports_gradient_steps:
+            raise ValueError(f"learner {learner.label!r} uses mode='trl', which policy class {pclass.name!r} does not support")
+    if workers is None:
+        workers = os.cpu_count() or 1
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1 or None, got {workers!r}")
+    if executor not in ("threads", "processes"):
+        raise ValueError(f"executor must be 'threads' or 'processes', got {executor!r}")
+    root = as_seed_sequence(root_seed)
+    optimal_value = exact.solve(env, beta).value
+    jobs = [
+        (env, learner, beta, rounds, checkpoints, i, _child_seed(root, i), pclass, optimal_value)
+        for learner in configs
+        for i in seed_indices
+    ]
+    if workers == 1 or len(jobs) == 1:
+        results = [_job(*job) for job in jobs]
+    else:
+        pool_type = futures.ThreadPoolExecutor if executor == "threads" else futures.ProcessPoolExecutor
+        with pool_type(max_workers=min(workers, len(jobs))) as pool:
+            results = list(pool.map(_job, *zip(*jobs)))
+    frames = []
+    for label, seed_index, metrics in results:
+        frame = pd.DataFrame(metrics[:, :-1], columns=list(COLUMNS[2:]))
+        frame.insert(0, "seed", seed_index)
+        frame.insert(0, "learner", label)
+        frames.append(frame)
+    table = pd.concat(frames, ignore_index=True)
+    table["round"] = table["round"].astype(np.int64)
+    table["queries"] = table["queries"].astype(np.int64)
+    table["seed"] = table["seed"].astype(np.int64)
+    table["solver_failures"] = table["solver_failures"].astype(np.int64)
+    table["solver_disagreements"] = table["solver_disagreements"].astype(np.int64)
+    table["learner"] = pd.Categorical(table["learner"], categories=[c.label for c in configs])
+    return table[list(COLUMNS)]
