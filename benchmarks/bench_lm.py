@@ -6,8 +6,10 @@ torch on CPU (benchmarks/_torch_reference.py, autograd backward) and the ratio n
 
 torch is not a dependency of xposim: run this with an interpreter that has torch to get the
 ratio column (e.g. a separate venv with ``torch==2.13.0`` and ``pip install -e . --no-deps``).
-numpy and torch steps are interleaved repeat by repeat (so load from other processes hits both
-alike) and the table reports medians. torch uses as many intra-op threads as numpy's BLAS.
+numpy and torch are timed one after the other (each warmed up first); the table reports medians
+and the share of CPU other processes took during the run (only a run with ~0 % is meaningful).
+torch uses as many intra-op threads as numpy's BLAS; set OPENBLAS_NUM_THREADS=1 for a
+single-thread comparison.
 """
 from __future__ import annotations
 
@@ -90,6 +92,12 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
+def _repeat(fn, repeats: int, warmup: int = 5) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    return [_timed(fn) for _ in range(repeats)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=40, help="timed repeats per size (median reported)")
@@ -105,7 +113,8 @@ def main() -> None:
         print("torch not importable: numpy columns only")
     print(f"numpy {np.__version__}, BLAS threads {threads}, cores {os.cpu_count()}, load average {os.getloadavg()[0]:.2f}")
     busy0, own0, wall0 = _busy_seconds(), _own_cpu_seconds(), time.perf_counter()
-    print("step = forward + cross-entropy + backward (numpy) / forward + F.cross_entropy + autograd backward (torch)\n")
+    print("step = forward + cross-entropy + backward (numpy) / forward + F.cross_entropy + autograd backward (torch)")
+    print("numpy/torch = numpy tokens per second / torch tokens per second (> 1: numpy faster)\n")
 
     header = f"{'model':<24}{'B x T':>9}{'params':>9}{'numpy fwd ms':>14}{'numpy step ms':>15}{'numpy tok/s':>13}"
     if ref is not None:
@@ -134,17 +143,12 @@ def main() -> None:
                 logits = tmodel(t_in)
                 torch.nn.functional.cross_entropy(logits.reshape(-1, cfg.vocab_size), t_tg.reshape(-1)).backward()
 
-        for _ in range(5):  # warm-up
-            numpy_step()
-            numpy_forward()
-            if torch_step is not None:
-                torch_step()
-        np_step, np_fwd, th_step = [], [], []
-        for _ in range(args.repeats):
-            np_step.append(_timed(numpy_step))
-            np_fwd.append(_timed(numpy_forward))
-            if torch_step is not None:
-                th_step.append(_timed(torch_step))
+        # One library at a time (warm-up, then the timed repeats): interleaving them step by step
+        # lets the idle worker threads of one (OpenBLAS / OpenMP spin-waiting) steal the second
+        # core from the other, which distorts the 2-thread numbers.
+        np_step = _repeat(numpy_step, args.repeats)
+        np_fwd = _repeat(numpy_forward, args.repeats)
+        th_step = _repeat(torch_step, args.repeats) if torch_step is not None else []
         n_tok = batch * length
         step_ms = 1e3 * float(np.median(np_step))
         row = (f"{label:<24}{f'{batch}x{length}':>9}{model.n_params:>9}{1e3 * np.median(np_fwd):>14.2f}"
@@ -158,10 +162,9 @@ def main() -> None:
     cfg = TransformerConfig(vocab_size=64, max_len=16, d_model=64, n_heads=2, n_layers=2)
     model = Transformer(cfg, 0)
     prompts = make_rng(2).integers(0, 64, size=(64, 4))
-    kv, full = [], []
-    for _ in range(max(5, args.repeats // 4)):
-        kv.append(_timed(lambda: sample(model, prompts, 12, make_rng(3), temperature=0.9)))
-        full.append(_timed(lambda: sample_full_recompute(model, prompts, 12, make_rng(3), temperature=0.9)))
+    n_sample = max(5, args.repeats // 4)
+    kv = _repeat(lambda: sample(model, prompts, 12, make_rng(3), temperature=0.9), n_sample, warmup=2)
+    full = _repeat(lambda: sample_full_recompute(model, prompts, 12, make_rng(3), temperature=0.9), n_sample, warmup=2)
     kv_ms, full_ms = 1e3 * float(np.median(kv)), 1e3 * float(np.median(full))
     print(f"\nsampling, d=64 L=2, 64 prompts of 4 tokens + 12 new at temperature 0.9:")
     print(f"  sample (KV cache)     {kv_ms:8.2f} ms  {64 * 12 / kv_ms * 1e3:>10,.0f} new tokens/s")

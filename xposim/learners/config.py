@@ -14,7 +14,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-from xposim.losses.kinds import BONUS_NONE, PAIR_IPO, bonus_kind, pair_kind
+from xposim.losses.kinds import BONUS_NONE, bonus_kind, pair_kind
 from xposim.oracles import Argmax, BradleyTerry, PreferenceOracle, Probit, make_oracle
 from xposim.policies.base import SolverSettings
 
@@ -351,5 +351,4 @@ __all__ = [
     "alpha_values",
     "as_alpha_schedule",
     "resolve_oracle",
-    "PAIR_IPO",
 ]

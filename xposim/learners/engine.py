@@ -31,7 +31,6 @@ import numpy as np
 from numba import njit
 
 from xposim.learners.config import (
-    BONUS_ON_NONE,
     BONUS_ON_SECOND,
     BONUS_ON_SEPARATE,
     MODE_PAPER,

@@ -19,7 +19,6 @@ from xposim.envs.token_mdp import TokenMDP
 from xposim.learners import engine
 from xposim.learners.config import (
     MODE_PAPER,
-    REFERENCE_PREVIOUS,
     SAMPLER_BEHAVIOUR,
     UNIFORMS_PER_PAIR,
     LearnerConfig,
@@ -36,7 +35,6 @@ from xposim.policies.base import (
     token_log_policy_from_leaf_logprobs,
     view_leaf_logprobs_into,
 )
-from xposim.policies.finite import FiniteClass
 from xposim.policies.tabular import N_COUNTERS, TabularClass, new_workspace
 from xposim.seeding import SeedLike, as_seed_sequence
 
@@ -325,5 +323,4 @@ def _generic_rounds(pclass: PolicyClass, first_round: int, uniforms: np.ndarray,
         engine.end_round(t, arrays, plan, view, eng, consts)
 
 
-__all__ = ["RunResult", "run_learner", "default_checkpoints", "check_checkpoints", "resolve_policy_class",
-           "REFERENCE_PREVIOUS"]
+__all__ = ["RunResult", "run_learner", "default_checkpoints", "check_checkpoints", "resolve_policy_class"]

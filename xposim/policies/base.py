@@ -649,6 +649,16 @@ class SolverSettings:
             raise ValueError(f"disagreement_tolerance must be a finite real number >= 0, got {d!r}")
 
 
+def check_optional_bound(bound) -> float | None:
+    """A class's parameter bound: ``None`` (the class picks a default) or a finite real ``> 0``."""
+    if bound is None:
+        return None
+    if isinstance(bound, bool) or not isinstance(bound, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(bound) or bound <= 0:
+        raise ValueError(f"bound must be a finite real number > 0 or None, got {bound!r}")
+    return float(bound)
+
+
 class PolicyClass(abc.ABC):
     """A policy class ``Pi`` and its per-round argmin (THEORY 3).
 

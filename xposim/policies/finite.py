@@ -22,7 +22,6 @@ on a discrete class and raise ``ValueError``.
 """
 from __future__ import annotations
 
-import math
 from collections import namedtuple
 
 import numpy as np

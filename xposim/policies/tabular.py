@@ -74,7 +74,6 @@ from xposim.policies.base import (
     TABULAR_CODE,
     EnvArrays,
     IterateView,
-    PairStore,
     PolicyClass,
     SolverSettings,
     store_gather,

@@ -63,7 +63,7 @@ from xposim.losses.bonus import bonus_loss, bonus_loss_hessian
 from xposim.losses.kinds import BONUS_NONE
 from xposim.losses.pair import pair_loss, pair_loss_hessian
 from xposim.numerics import NEG_INF
-from xposim.policies.base import EnvArrays, IterateView, PolicyClass, SolverSettings, view_normalize
+from xposim.policies.base import check_optional_bound, EnvArrays, IterateView, PolicyClass, SolverSettings, view_normalize
 from xposim.policies.leaf_data import (
     LeafData,
     LossParameters,
@@ -733,12 +733,7 @@ class TokenLogitClass(PolicyClass):
     supports_gradient_steps = True
 
     def __init__(self, bound: float | None = None) -> None:
-        if bound is not None:
-            if isinstance(bound, bool) or not isinstance(bound, (int, float, np.integer, np.floating)) \
-                    or not math.isfinite(bound) or bound <= 0:
-                raise ValueError(f"bound must be a finite real number > 0 or None, got {bound!r}")
-            bound = float(bound)
-        self.bound = bound
+        self.bound = check_optional_bound(bound)
 
     def validate(self, env: TokenMDP) -> None:
         if not isinstance(env, TokenMDP):
