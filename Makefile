@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP_TEST := $(VENV)/.installed-test
 STAMP_BASE := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench clean help
+.PHONY: demo test test-fast bench clean clean-numba-cache help
 
 help:
 	@echo "make demo   - create .venv, install xposim, run the headline experiment"
@@ -41,3 +41,8 @@ bench: $(STAMP_BASE)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
+
+# numba's on-disk cache does not notice when a jitted callee in another module changes: after
+# editing a kernel, clear it (CI starts from a clean clone and never sees a stale cache).
+clean-numba-cache:
+	find xposim -name '*.nbi' -delete -o -name '*.nbc' -delete

@@ -300,10 +300,6 @@ def _resolve_scoring(config: PreferenceConfig, task: LMTask) -> str:
     return "exact"
 
 
-def _copy_model(model: Transformer) -> Transformer:
-    return Transformer(model.config, _params={k: v.copy() for k, v in model.params.items()})
-
-
 def run_preference_learning(task: LMTask, reference: Transformer, config: PreferenceConfig = PreferenceConfig(),
                             seed: SeedLike = 0, env: TokenMDP | None = None) -> PreferenceRun:
     """Run ``config.learner`` for ``config.rounds`` rounds from ``pi^(1) = reference`` (module docstring).
@@ -356,7 +352,7 @@ def run_preference_learning(task: LMTask, reference: Transformer, config: Prefer
     rows = [{**base, "round": 0, "labels": 0, **empty_batch_metrics(), **evaluate_iterate(reference, 0)}]
 
     # step 0: pi^(1) = pi_ref (a copy: the reference stays fixed), D = {}
-    policy = _copy_model(reference)
+    policy = reference.copy()
     optimizer = AdamW(policy.params, lr=config.learning_rate, weight_decay=config.weight_decay)
     data: list[PairBatch] = []  # D (paper mode trains on it; kept in trl mode for inspection only)
     gradient_steps = 0

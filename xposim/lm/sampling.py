@@ -9,8 +9,9 @@ token id), whose sampling distribution is a point mass (log-probability 0).
 Decoding is incremental (:meth:`Transformer.decode_step` with a key/value cache): each step
 processes one new position per sequence instead of recomputing the whole prefix; measured
 with benchmarks/bench_lm.py (d_model=64, 2 layers, 64 prompts of 4 tokens + 12 new), full
-recompute of the prefix was about 4x slower. In float32 the log-probabilities differ from a
-full-length :meth:`Transformer.forward` by float rounding only (~1e-6 relative).
+recompute of the prefix was 3.4x (2 BLAS threads) to 4.1x (1 thread) slower. In float32 the
+log-probabilities differ from a full-length :meth:`Transformer.forward` by float rounding only
+(~1e-6 relative).
 """
 from __future__ import annotations
 
