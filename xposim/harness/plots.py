@@ -15,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 __all__ = ["Curve", "Line", "ScalingSeries", "curve_plot", "scaling_plot", "save_figure", "color_for"]
 
@@ -150,6 +151,8 @@ def curve_plot(
                 lw=1.4, label=line.label)
     if logx:
         ax.set_xscale("log")
+        # a short range of decades gets overlapping labels on minor ticks: label decades only
+        ax.xaxis.set_minor_formatter(NullFormatter())
     if logy:
         ax.set_yscale("log")
     _finish(ax, title, xlabel, ylabel, note)
@@ -199,6 +202,13 @@ def scaling_plot(
                 lw=1.4, label=line.label)
     if logx:
         ax.set_xscale("log")
+        # a short range of decades gets overlapping labels on minor ticks: label the measured x
+        # values themselves when there are few of them, the decades otherwise
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        xs = np.unique(np.concatenate([np.asarray(s.x, float) for s in series])) if series else np.array([])
+        xs = xs[np.isfinite(xs) & (xs > 0)]
+        if 0 < xs.size <= 10:
+            ax.set_xticks(xs, [f"{v:.3g}" for v in xs])
     if logy:
         ax.set_yscale("log")
     _finish(ax, title, xlabel, ylabel, note)
