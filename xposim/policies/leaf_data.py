@@ -313,3 +313,24 @@ def expand_uniforms(pool: np.ndarray, width: int) -> np.ndarray:
         words = pool[r].view(np.uint32).astype(np.uint64).tolist() or [0]
         out[r] = make_rng(np.random.SeedSequence(words)).random(width)
     return out
+
+
+def checked_restart_pool(restart_pool, settings) -> np.ndarray | None:
+    """The engine's pool of uniforms for multi-start, validated against ``settings.restarts``.
+
+    ``None`` is allowed only when ``settings.restarts == 0``; otherwise the pool must be a 2-d array
+    with one row per restart (a class widens rows with :func:`expand_uniforms` as it needs).
+    """
+    if restart_pool is None:
+        if settings.restarts > 0:
+            raise ValueError(
+                f"restart_pool of shape (restarts, m) = ({settings.restarts}, m) is needed "
+                f"when settings.restarts = {settings.restarts} > 0"
+            )
+        return None
+    pool = np.asarray(restart_pool, dtype=np.float64)
+    if pool.ndim != 2 or pool.shape[0] != settings.restarts:
+        raise ValueError(
+            f"restart_pool must have shape (restarts, m) with restarts = {settings.restarts}, got {pool.shape}"
+        )
+    return pool

@@ -69,6 +69,7 @@ from xposim.losses.pair import pair_loss, pair_loss_hessian
 from xposim.numerics import NEG_INF
 from xposim.policies.base import check_optional_bound, EnvArrays, IterateView, PolicyClass, SolverSettings, view_normalize
 from xposim.policies.leaf_data import (
+    checked_restart_pool,
     LeafData,
     LossParameters,
     all_leaves_view,
@@ -667,20 +668,9 @@ class LogLinearClass(PolicyClass):
         dim = features.shape[2]
         radius = self.radius(env)
         starts = np.zeros((0, dim))
-        if restart_pool is None:
-            if settings.restarts > 0:
-                raise ValueError(
-                    f"restart_pool of shape (restarts, m) = ({settings.restarts}, m) is needed "
-                    f"when settings.restarts = {settings.restarts} > 0"
-                )
-        else:
-            pool = np.asarray(restart_pool, dtype=np.float64)
-            if pool.ndim != 2 or pool.shape[0] != settings.restarts:
-                raise ValueError(
-                    f"restart_pool must have shape (restarts, m) with restarts = {settings.restarts}, got {pool.shape}"
-                )
-            if settings.restarts:
-                starts = uniform_ball_points(expand_uniforms(pool, dim + 1), radius)
+        pool = checked_restart_pool(restart_pool, settings)
+        if pool is not None and settings.restarts:
+            starts = uniform_ball_points(expand_uniforms(pool, dim + 1), radius)
         return LogLinearState(
             theta=np.zeros(dim),
             features=features,

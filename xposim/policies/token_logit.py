@@ -65,6 +65,7 @@ from xposim.losses.pair import pair_loss, pair_loss_hessian
 from xposim.numerics import NEG_INF
 from xposim.policies.base import check_optional_bound, EnvArrays, IterateView, PolicyClass, SolverSettings, view_normalize
 from xposim.policies.leaf_data import (
+    checked_restart_pool,
     LeafData,
     LossParameters,
     all_leaves_view,
@@ -769,20 +770,9 @@ class TokenLogitClass(PolicyClass):
         n_contexts, n_states, vocab = z.shape
         width = n_states * vocab
         starts = np.zeros((0, width))
-        if restart_pool is None:
-            if settings.restarts > 0:
-                raise ValueError(
-                    f"restart_pool of shape (restarts, m) = ({settings.restarts}, m) is needed "
-                    f"when settings.restarts = {settings.restarts} > 0"
-                )
-        else:
-            pool = np.asarray(restart_pool, dtype=np.float64)
-            if pool.ndim != 2 or pool.shape[0] != settings.restarts:
-                raise ValueError(
-                    f"restart_pool must have shape (restarts, m) with restarts = {settings.restarts}, got {pool.shape}"
-                )
-            if settings.restarts:
-                starts = expand_uniforms(pool, width)
+        pool = checked_restart_pool(restart_pool, settings)
+        if pool is not None and settings.restarts:
+            starts = expand_uniforms(pool, width)
         allowed = np.ascontiguousarray(env.ref_probs > 0.0)
         log_policy = np.empty_like(z)
         token_log_policy_into(z, allowed, log_policy)
