@@ -9,13 +9,8 @@ from scipy.special import logsumexp
 from xposim import exact
 from xposim.envs import linear_bandit, linear_token_mdp, random_token_mdp
 from xposim.losses.kinds import (
-    BONUS_COPO,
     BONUS_NONE,
-    BONUS_POPO,
-    BONUS_SELM,
-    BONUS_VPO,
     BONUS_XPO,
-    PAIR_CHIPO,
     PAIR_DPO,
     PAIR_IPO,
 )
@@ -34,16 +29,9 @@ from xposim.reference.loglinear_scipy import (
 )
 from xposim.seeding import make_rng
 
-KINDS = [
-    (PAIR_DPO, 0.0, BONUS_NONE, 0.0),
-    (PAIR_IPO, 0.7, BONUS_NONE, 0.0),
-    (PAIR_CHIPO, 1.0, BONUS_XPO, 0.3),
-    (PAIR_DPO, 0.0, BONUS_XPO, 0.4),
-    (PAIR_DPO, 0.0, BONUS_VPO, 0.4),
-    (PAIR_DPO, 0.0, BONUS_SELM, 0.4),
-    (PAIR_DPO, 0.0, BONUS_POPO, 0.6),
-    (PAIR_DPO, 0.0, BONUS_COPO, 0.3),
-]
+from _loss_cases import LOSS_CASES
+
+KINDS = LOSS_CASES
 
 
 def random_data(env, rng, n_pairs, n_bonus, perturb_reference=True):
