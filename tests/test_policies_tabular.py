@@ -331,3 +331,31 @@ def test_greedy_path_and_token_policy_roundtrip():
         first = int(np.argmax(log_policy[x, 0]))
         second = int(np.argmax(log_policy[x, 1 + first]))
         assert base.view_sample_tempered(view, x, 0.3, 0.0, 3, 2, scratch) == 3 * first + second
+
+
+def _load_local_minima_diagnostic():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "diagnose_local_minima.py"
+    spec = importlib.util.spec_from_file_location("_xposim_diagnose_local_minima", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("rounds", [1, 7, 60])
+def test_local_minima_diagnostic_rebuilds_the_solvers_objective(rounds):
+    """benchmarks/diagnose_local_minima.py re-solves a round's objective with scipy from the data it
+    reads out of a run: that data must give the solver's own objective value at the solver's point."""
+    from xposim.harness.experiments.common import hidden_arm_bandit
+    from xposim.learners import make_learner, run_learner
+
+    diagnostic = _load_local_minima_diagnostic()
+    env = hidden_arm_bandit(6, 1 / 6)
+    result = run_learner(env, make_learner("xpo", alpha=0.01), 0.05, rounds, checkpoints=[rounds], seed=3)
+    data = diagnostic.round_data(result)
+    assert data["bonus_count"].sum() == rounds
+    assert data["pair_weight"].sum() <= rounds
+    value = tabular_objective(diagnostic.leaf_values(result), **data)[0]
+    assert value == pytest.approx(float(result.class_state.cache_value[0]), rel=1e-9, abs=1e-9)

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 
-__all__ = ["Curve", "Line", "ScalingSeries", "curve_plot", "scaling_plot", "save_figure", "color_for"]
+__all__ = ["Curve", "Line", "ScalingSeries", "curve_plot", "scaling_plot", "save_figure", "color_for", "plot_colors"]
 
 _PALETTE = {
     "xpo": "#d62728",
@@ -37,10 +37,40 @@ _PALETTE = {
 _FALLBACK = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
 
 
+def _learner_key(label: str) -> str:
+    return str(label).split(" ")[0].split("(")[0].rstrip(":,")
+
+
 def color_for(label: str, index: int = 0) -> str:
     """A stable colour per learner name (prefix match), else one from a fixed cycle."""
-    key = str(label).split(" ")[0].split("(")[0].rstrip(":,")
-    return _PALETTE.get(key, _FALLBACK[index % len(_FALLBACK)])
+    return _PALETTE.get(_learner_key(label), _FALLBACK[index % len(_FALLBACK)])
+
+
+def plot_colors(labels: Sequence[str], explicit: Sequence[str | None] | None = None) -> list[str]:
+    """One colour per label for one figure. A label that starts with a learner name of the palette
+    gets that learner's colour, shared by all its labels (line styles tell its settings apart);
+    any other label gets its own colour. Two different learners or labels never share a colour:
+    a palette colour already taken is replaced by the first unused colour of the fallback cycle.
+    ``explicit[i]`` (not None) overrides label ``i``."""
+    explicit = list(explicit) if explicit is not None else [None] * len(labels)
+    assigned: dict[str, str] = {}
+    used = {c for c in explicit if c is not None}
+    cycle = _FALLBACK + [c for c in _PALETTE.values() if c not in _FALLBACK]
+    out = []
+    for label, fixed in zip(labels, explicit):
+        if fixed is not None:
+            out.append(fixed)
+            continue
+        key = _learner_key(label)
+        group = key if key in _PALETTE else f"label:{label}"
+        if group not in assigned:
+            color = _PALETTE.get(key)
+            if color is None or color in used:
+                color = next((c for c in cycle if c not in used), cycle[len(assigned) % len(cycle)])
+            assigned[group] = color
+            used.add(color)
+        out.append(assigned[group])
+    return out
 
 
 @dataclass
@@ -137,8 +167,8 @@ def curve_plot(
 ) -> list[str]:
     """Measured curves with bands, plus theory overlays (e.g. the Theorem 3.1 bound)."""
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for i, curve in enumerate(curves):
-        color = curve.color or color_for(curve.label, i)
+    colors = plot_colors([c.label for c in curves], [c.color for c in curves])
+    for curve, color in zip(curves, colors):
         x = np.asarray(curve.x, float)
         mean = np.asarray(curve.mean, float)
         ax.plot(x, mean, linestyle=curve.linestyle, color=color, lw=1.8, label=curve.label)
@@ -173,8 +203,8 @@ def scaling_plot(
 ) -> list[str]:
     """Scaling points with error bars, fitted lines (dotted) and predicted lines (dashed)."""
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for i, s in enumerate(series):
-        color = s.color or color_for(s.label, i)
+    colors = plot_colors([s.label for s in series], [s.color for s in series])
+    for s, color in zip(series, colors):
         x = np.asarray(s.x, float)
         y = np.asarray(s.y, float)
         censored = np.zeros(x.size, bool) if s.censored is None else np.asarray(s.censored, bool)

@@ -213,7 +213,9 @@ class LearnerConfig:
     reference: str | None = None
     """Loss reference: 'fixed' (pi_ref) or 'previous_iterate' (SELM's drift). None = learner default."""
     mode: str = "paper"
-    """'paper': exact argmin over all data each round; 'trl': one gradient step on the fresh batch only."""
+    """'paper': argmin over all data each round (exact for convex objectives; for the non-convex
+    bonus objectives the local minimum reached from the previous iterate, see SolverSettings);
+    'trl': one gradient step on the fresh batch only."""
     learning_rate: float = 0.1
     """trl mode: step size of the projected gradient step on the class parameters (reward units)."""
     temperature: float | None = None

@@ -1,4 +1,6 @@
-"""The tabular reward-induced class ``Pi_F`` and its exact per-round argmin (THEORY 3).
+"""The tabular reward-induced class ``Pi_F`` and its per-round argmin (THEORY 3): exact for convex
+objectives (DPO, IPO); for the non-convex bonus objectives (XPO, ...) the local minimum reached
+from the warm start (see "Non-convexity" below).
 
 Class: ``F = [0, R_max]^{trajectories}``, ``log pi_f(tau|x) = log pi_ref(tau|x) + f(tau)/beta - log Z_f(x)``.
 Realizable (``f = r`` gives ``pi*_beta``) with ``V_max <= R_max``.
@@ -46,8 +48,13 @@ closest to the warm start (previous round's values), i.e. each component is shif
 ``clip(mean(v_warm - v), lo - min v, hi - max v)``; leaves in no pair (and ``g``) keep their
 values. Initial values: ``f = R_max / 2`` everywhere (``pi_f = pi_ref``).
 
-Non-convexity: ``SolverSettings.restarts`` extra starts (uniform in the box, one pool per run);
-the lowest objective wins, ties to the warm start; disagreements are counted.
+Non-convexity. With an optimistic bonus the ``-S log Z`` part is concave, and the minimum reached
+from the warm start need not be global: under the XPO bonus a response that once looked good can
+keep ``f = R_max`` beside the best one although its labels are coin flips.
+``benchmarks/diagnose_local_minima.py`` re-solves a round's objective from many starts and reports
+how often and by how much the solver's point lies above the lowest value found.
+``SolverSettings.restarts`` adds extra starts (uniform in the box, one pool per run); the lowest
+objective wins, ties to the warm start; disagreements are counted.
 """
 from __future__ import annotations
 

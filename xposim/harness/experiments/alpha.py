@@ -90,8 +90,11 @@ def analyze(results: pd.DataFrame, settings: dict[str, Any], directory: Path) ->
             if T in (horizons[0], T_max):
                 pos = ratios > 0
                 ivs = [stats.mean_interval(wide[c].to_numpy()) for c in wide.columns]
+                # one colour per beta (shared with its theory line), solid at the largest T
                 curves.append(plots.Curve(f"β = {beta:g}, T = {T}", ratios[pos] * beta, means[pos],
-                                          np.array([v.low for v in ivs])[pos], np.array([v.high for v in ivs])[pos]))
+                                          np.array([v.low for v in ivs])[pos], np.array([v.high for v in ivs])[pos],
+                                          color=plots.color_for("", betas.index(beta)),
+                                          linestyle="-" if T == T_max else "--"))
         # U-shape at the largest T
         wide = _wide(results, beta, T_max)
         ratios = wide.columns.to_numpy(float)
@@ -163,7 +166,8 @@ def analyze(results: pd.DataFrame, settings: dict[str, Any], directory: Path) ->
                     [best[(b, T_max)][0] * b] * 2, [min(c.mean.min() for c in curves), max(c.mean.max() for c in curves)],
                     ":", plots.color_for("", i)) for i, b in enumerate(betas)],
         logx=True, logy=True,
-        note="α = 0 (no bonus) is not drawn on the log axis; its value is in the table and the U-shape verdict. "
+        note=f"Solid: T = {T_max}; dashed: T = {horizons[0]}. α = 0 (no bonus) is not drawn on the log axis; its value is "
+             "in the table and the U-shape verdict. "
              f"Ratios α/β on the grid: {', '.join(f'{r:g}' for r in grid)}.")
     best_rows = [{"beta": b, "T": t, "best_alpha": r * b, "best_ratio": r, "where": w} for (b, t), (r, w) in best.items()]
     return {"predictions": predictions, "figures": figures, "tables": {"best_alpha": best_rows, "average_regret": table}}

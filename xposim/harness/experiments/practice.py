@@ -1,7 +1,7 @@
 """``practice`` (E9): XPO as the paper states it against XPO as practice ran it (trl's former
 ``XPOTrainer``): the difference measured, not assumed.
 
-Variants (THEORY 4.4): ``xpo`` — paper mode (exact argmin over all data, Bradley–Terry labels,
+Variants (THEORY 4.4): ``xpo`` — paper mode (argmin over all data, Bradley–Terry labels,
 temperature 1); ``xpo_trl`` — trl mode (one projected gradient step on the fresh batch, argmax
 labels with ties to the first sample, ``alpha = 1e-5``, sampling temperature 0.9);
 ``xpo_paper_argmax`` (paper mode with argmax labels) and ``xpo_trl_bt`` (trl mode with BT labels)
