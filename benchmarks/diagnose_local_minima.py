@@ -12,9 +12,10 @@ solution lies above it (``above ref``, ``gap``), the median suboptimality ``J(pi
 solver's solution (``subopt``) and of the reference minimizer (``ref subopt``: what the exact
 argmin of that round's objective would play), and which kind of start found the lower value.
 
-Solver settings compared: ``warm`` (the default: warm start only) and ``warm+8`` (eight extra
-uniform restarts per solve, ``SolverSettings(restarts=8)``), each on its own trajectory. XPO with
-``alpha = 0.01`` (the alpha of the coverage and separation experiments).
+Solver settings compared, each on its own trajectory: ``warm`` (the default: warm start only),
+``warm+8`` (eight extra uniform restarts per solve, ``SolverSettings(restarts=8)``) and
+``champion`` (``SolverSettings(champion_starts=True)``: one start per response at ``R_max``). XPO
+with ``alpha = 0.01`` (the alpha of the coverage and separation experiments).
 
     .venv/bin/python benchmarks/diagnose_local_minima.py            # ~1-2 min on 2 cores
 """
@@ -90,7 +91,8 @@ def main() -> None:
     for name, env, beta, rounds_list in instances:
         for rounds in rounds_list:
             stats = {}
-            for label, settings in (("warm", SolverSettings()), ("warm+8", SolverSettings(restarts=8))):
+            for label, settings in (("warm", SolverSettings()), ("warm+8", SolverSettings(restarts=8)),
+                                    ("champion", SolverSettings(champion_starts=True))):
                 above, gaps, subopts, reference_subopts, kinds = 0, [], [], [], []
                 for seed in range(args.seeds):
                     result = run_learner(env, make_learner("xpo", alpha=0.01, solver=settings), beta, rounds,

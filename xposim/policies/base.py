@@ -626,6 +626,12 @@ class SolverSettings:
         objective wins (ties to the warm start); solves whose starts disagree by more than
         ``disagreement_tolerance`` (relative objective) are counted in ``solver_disagreements``.
     disagreement_tolerance : relative objective gap for counting a disagreement. Default ``1e-9``.
+    champion_starts : tabular class only. When the bonus is active, every solve also starts from
+        each *champion* point — one response (or the unobserved aggregate) at ``R_max``, all others
+        at 0 — besides the warm start. The XPO objective's local minima sit at such vertices (the
+        bonus's ``-log Z`` term is concave), and the warm start alone can keep one the data no
+        longer support (``benchmarks/diagnose_local_minima.py``). Costs one Newton solve per
+        observed response per round. Default False (the warm-start solver).
     dense_limit : the Newton system is solved by a (modified) Cholesky factorization when the
         number of free variables is at most this, by preconditioned truncated conjugate gradients
         above it. Default 128.
@@ -636,8 +642,11 @@ class SolverSettings:
     restarts: int = 0
     disagreement_tolerance: float = 1e-9
     dense_limit: int = 128
+    champion_starts: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.champion_starts, (bool, np.bool_)):
+            raise ValueError(f"champion_starts must be True or False, got {self.champion_starts!r}")
         if not (isinstance(self.tolerance, (int, float)) and math.isfinite(self.tolerance) and self.tolerance > 0):
             raise ValueError(f"tolerance must be a finite real number > 0, got {self.tolerance!r}")
         for name, minimum in (("max_iterations", 1), ("restarts", 0), ("dense_limit", 1)):

@@ -320,7 +320,12 @@ def checked_restart_pool(restart_pool, settings) -> np.ndarray | None:
 
     ``None`` is allowed only when ``settings.restarts == 0``; otherwise the pool must be a 2-d array
     with one row per restart (a class widens rows with :func:`expand_uniforms` as it needs).
+    ``settings.champion_starts`` is refused: the classes that use this pool have no champion
+    points (it is a tabular-class setting).
     """
+    if getattr(settings, "champion_starts", False):
+        raise ValueError("champion_starts=True applies to the tabular class only; use restarts=N with this "
+                         "policy class")
     if restart_pool is None:
         if settings.restarts > 0:
             raise ValueError(

@@ -53,8 +53,12 @@ from the warm start need not be global: under the XPO bonus a response that once
 keep ``f = R_max`` beside the best one although its labels are coin flips.
 ``benchmarks/diagnose_local_minima.py`` re-solves a round's objective from many starts and reports
 how often and by how much the solver's point lies above the lowest value found.
-``SolverSettings.restarts`` adds extra starts (uniform in the box, one pool per run); the lowest
-objective wins, ties to the warm start; disagreements are counted.
+``SolverSettings.champion_starts`` adds one start per variable (that slot, or ``g``, at ``R_max``,
+every other variable at 0: the vertices the bonus's rich-get-richer pull heads for) and
+``SolverSettings.restarts`` extra starts uniform in the box (one pool per run); the lowest
+objective wins, ties to the warm start; solves whose starts disagree are counted. With champion
+starts a solve costs ``O(slots)`` Newton solves instead of one, and the derivative-cache shortcut
+is skipped.
 """
 from __future__ import annotations
 
@@ -108,6 +112,7 @@ TabularState = namedtuple(
         "cache_count",  # (nc, L) bonus counts in the cached objective
         "cache_weight",  # (nc, L) bonus weights in the cached objective
         "cache_valid",  # (nc,) bool
+        "champion_starts",  # bool: one extra start per variable (SolverSettings.champion_starts)
     ],
 )
 TabularState.__doc__ = """Parameters of the tabular class (module docstring) and its solver settings."""
@@ -974,6 +979,17 @@ def _fill_cache(state: TabularState, problem: SolveProblem, ws: Workspace, x: in
 
 
 @njit(cache=True)
+def _bonus_active(problem: SolveProblem, x: int, k: int) -> bool:
+    """True if context ``x``'s objective has a bonus term (a bonus kind, ``alpha > 0`` and a sample)."""
+    if problem.bonus_kind == BONUS_NONE or problem.alpha <= 0.0:
+        return False
+    for s in range(k):
+        if problem.bonus_count[x, s] > 0.0:
+            return True
+    return False
+
+
+@njit(cache=True)
 def tabular_solve_context(state: TabularState, view: IterateView, leaf_logref: np.ndarray,
                           problem: SolveProblem, ws: Workspace, x: int) -> None:
     """Paper-mode argmin of context ``x`` (module docstring); updates state, view, ``problem.changed``."""
@@ -984,7 +1000,11 @@ def tabular_solve_context(state: TabularState, view: IterateView, leaf_logref: n
         state.cache_count[x, s] = 0.0
         state.cache_weight[x, s] = 1.0
     state.known[x] = view.n_slots[x]
-    if _try_incremental(state, view, leaf_logref, problem, ws, x):
+    bonus_active = _bonus_active(problem, x, view.n_slots[x])
+    champions = state.champion_starts and bonus_active
+    # the warm start (previous iterate): the derivative cache can certify it without a solve
+    incremental = _try_incremental(state, view, leaf_logref, problem, ws, x)
+    if incremental and not champions:
         problem.counters[COUNTER_SOLVES] += 1
         return
     n, k, n_edges, scale = _load_context(state, view, problem, ws, x)
@@ -995,36 +1015,42 @@ def tabular_solve_context(state: TabularState, view: IterateView, leaf_logref: n
     hi = state.upper
     for j in range(n):
         ws.v0[j] = ws.v[j]
-    value, converged, iterations = projected_newton(
-        n, k, ws.v, ws, n_edges, problem.pair_kind, problem.pair_param, problem.bonus_kind, problem.alpha,
-        beta, lo, hi, max(scale, 1.0), state.tolerance, state.max_iterations, state.dense_limit,
-    )
+    if incremental:
+        value = state.cache_value[x]
+        converged = True
+    else:
+        value, converged, iterations = projected_newton(
+            n, k, ws.v, ws, n_edges, problem.pair_kind, problem.pair_param, problem.bonus_kind, problem.alpha,
+            beta, lo, hi, max(scale, 1.0), state.tolerance, state.max_iterations, state.dense_limit,
+        )
+        problem.counters[COUNTER_NEWTON_ITERATIONS] += iterations
+        if not converged:
+            converged = kink_stationary(n, k, ws.v, ws, n_edges, problem.pair_kind, problem.pair_param,
+                                        problem.bonus_kind, problem.alpha, beta, lo, hi, max(scale, 1.0),
+                                        state.tolerance)
     problem.counters[COUNTER_SOLVES] += 1
-    problem.counters[COUNTER_NEWTON_ITERATIONS] += iterations
-    if not converged:
-        converged = kink_stationary(n, k, ws.v, ws, n_edges, problem.pair_kind, problem.pair_param,
-                                    problem.bonus_kind, problem.alpha, beta, lo, hi, max(scale, 1.0),
-                                    state.tolerance)
-    bonus_active = problem.bonus_kind != BONUS_NONE and problem.alpha > 0.0
-    if bonus_active:
-        any_bonus = False
-        for s in range(k):
-            if ws.mcount[s] > 0.0:
-                any_bonus = True
-        bonus_active = any_bonus
+    # non-convex objectives: champion starts (variable j at the top, the others at the bottom), then
+    # the random restarts; the lowest objective wins, ties to the warm start
     n_restarts = state.restart_pool.shape[0]
-    if n_restarts > 0 and bonus_active:
+    searched = bonus_active and (champions or n_restarts > 0)
+    if searched:
         best_value = value
         best_converged = converged
         for j in range(n):
             ws.v_best[j] = ws.v[j]
         disagreement = False
         n_leaves = state.restart_pool.shape[1] - 1
-        for r in range(n_restarts):
-            for s in range(k):
-                ws.v[s] = lo + (hi - lo) * state.restart_pool[r, view.slot_leaf[x, s]]
-            if n > k:
-                ws.v[k] = lo + (hi - lo) * state.restart_pool[r, n_leaves]
+        first = -n if champions else 0
+        for r in range(first, n_restarts):
+            if r < 0:
+                champion = -r - 1
+                for j in range(n):
+                    ws.v[j] = hi if j == champion else lo
+            else:
+                for s in range(k):
+                    ws.v[s] = lo + (hi - lo) * state.restart_pool[r, view.slot_leaf[x, s]]
+                if n > k:
+                    ws.v[k] = lo + (hi - lo) * state.restart_pool[r, n_leaves]
             value_r, converged_r, iterations_r = projected_newton(
                 n, k, ws.v, ws, n_edges, problem.pair_kind, problem.pair_param, problem.bonus_kind,
                 problem.alpha, beta, lo, hi, max(scale, 1.0), state.tolerance, state.max_iterations,
@@ -1050,7 +1076,7 @@ def tabular_solve_context(state: TabularState, view: IterateView, leaf_logref: n
     if not bonus_active and (problem.pair_kind == PAIR_DPO or problem.pair_kind == PAIR_IPO):
         # (the objective and dF/dlog pi only depend on differences inside components: cache stays valid)
         recenter_components(n, ws.v, ws.v0, ws, n_edges, lo, hi)
-    elif n_restarts > 0 and bonus_active:
+    elif searched:
         value, _ = context_objective(n, k, ws.v, ws, n_edges, problem.pair_kind, problem.pair_param,
                                      problem.bonus_kind, problem.alpha, beta)
     _fill_cache(state, problem, ws, x, k, value, scale)
@@ -1192,6 +1218,7 @@ class TabularClass(PolicyClass):
             cache_count=np.zeros((n_contexts, n_leaves)),
             cache_weight=np.ones((n_contexts, n_leaves)),
             cache_valid=np.zeros(n_contexts, dtype=np.bool_),
+            champion_starts=bool(settings.champion_starts),
         )
 
     def initial_view(self, arrays: EnvArrays, state: TabularState) -> IterateView:
