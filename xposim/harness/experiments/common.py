@@ -52,6 +52,33 @@ def make_learner_for(label: str, **overrides: Any):
     return dataclasses.replace(make_learner(name, **{**overrides, **fixed}), name=label)
 
 
+def add_xpo_options(point: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """Put the XPO settings of an experiment into an XPO point (``alpha``; ``champion_starts``
+    only when the ``xpo_champion_starts`` setting is true, so the default solver's cells keep
+    their ids). Other learners' points are returned unchanged."""
+    learner = point["learner"]
+    if learner.startswith("xpo") and learner != "xpo_alpha0":
+        point["alpha"] = settings["xpo_alpha"]
+        if settings.get("xpo_champion_starts", False):
+            point["champion_starts"] = True
+    return point
+
+
+def learner_overrides(point: dict[str, Any]) -> dict[str, Any]:
+    """Learner config overrides of a point: ``alpha`` and, with champion starts, the solver."""
+    overrides: dict[str, Any] = {"alpha": point["alpha"]} if "alpha" in point else {}
+    if point.get("champion_starts"):
+        from xposim.policies.base import SolverSettings
+
+        overrides["solver"] = SolverSettings(champion_starts=True)
+    return overrides
+
+
+def check_champion_setting(settings: dict[str, Any]) -> None:
+    if not isinstance(settings["xpo_champion_starts"], bool):
+        raise ValueError(f"setting 'xpo_champion_starts' must be true or false, got {settings['xpo_champion_starts']!r}")
+
+
 def make_env(point: dict[str, Any]):
     """The environment of a sweep point (``point['env']`` and its parameters)."""
     from xposim import envs

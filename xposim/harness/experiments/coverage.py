@@ -43,22 +43,13 @@ def points(settings: dict[str, Any]) -> list[dict[str, Any]]:
     for sweep, k, p in grid:
         for learner in settings["learners"]:
             point = {**base, "sweep": sweep, "n_arms": k, "good_arm_ref_prob": p, "learner": learner}
-            if learner.startswith("xpo") and learner != "xpo_alpha0":
-                point["alpha"] = settings["xpo_alpha"]
-                if settings["xpo_champion_starts"]:
-                    # (added only when set, so the cells of the default solver keep their ids)
-                    point["champion_starts"] = True
-            out.append(point)
+            out.append(common.add_xpo_options(point, settings))
     return out
 
 
 def cell(point: dict[str, Any], seed: np.random.SeedSequence) -> pd.DataFrame:
     env = common.make_env(point)
-    overrides = {"alpha": point["alpha"]} if "alpha" in point else {}
-    if point.get("champion_starts"):
-        from xposim.policies.base import SolverSettings
-
-        overrides["solver"] = SolverSettings(champion_starts=True)
+    overrides = common.learner_overrides(point)
     checkpoints = common.checkpoint_grid(point["rounds"], point["checkpoints_per_decade"])
     return common.run_one(env, point["learner"], point["beta"], point["rounds"], seed, checkpoints, **overrides)
 
@@ -124,8 +115,7 @@ def check(settings: dict[str, Any]) -> None:
         raise ValueError(f"setting 'good_arm_ref_probs' needs at least two values in (0, 1), got {settings['good_arm_ref_probs']}")
     if not 0 < settings["eps_fraction"] < 1:
         raise ValueError(f"setting 'eps_fraction' must be in (0, 1), got {settings['eps_fraction']}")
-    if not isinstance(settings["xpo_champion_starts"], bool):
-        raise ValueError(f"setting 'xpo_champion_starts' must be true or false, got {settings['xpo_champion_starts']!r}")
+    common.check_champion_setting(settings)
     if settings["rounds"] < 1 or settings["checkpoints_per_decade"] < 1 or settings["xpo_alpha"] < 0:
         raise ValueError("settings need rounds >= 1, checkpoints_per_decade >= 1, xpo_alpha >= 0")
     if not settings["learners"]:

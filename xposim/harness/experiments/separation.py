@@ -44,8 +44,7 @@ def points(settings: dict[str, Any]) -> list[dict[str, Any]]:
             for learner in settings["learners"]:
                 point = {"env": env, "beta": beta, "learner": learner, "rounds": settings["rounds"],
                          "checkpoints_per_decade": settings["checkpoints_per_decade"]}
-                if learner.startswith("xpo") and learner != "xpo_alpha0":
-                    point["alpha"] = settings["xpo_alpha"]
+                common.add_xpo_options(point, settings)
                 if env == "needle":
                     point["needle_vocab"] = settings["needle_vocab"]
                     point["needle_horizon"] = settings["needle_horizon"]
@@ -55,7 +54,7 @@ def points(settings: dict[str, Any]) -> list[dict[str, Any]]:
 
 def cell(point: dict[str, Any], seed: np.random.SeedSequence) -> pd.DataFrame:
     env = common.make_env(point)
-    overrides = {"alpha": point["alpha"]} if "alpha" in point else {}
+    overrides = common.learner_overrides(point)
     checkpoints = common.checkpoint_grid(point["rounds"], point["checkpoints_per_decade"])
     # offline DPO is retrained from scratch per dataset size: a coarser grid of sizes
     sizes = common.checkpoint_grid(point["rounds"], max(1, point["checkpoints_per_decade"] // 2))
@@ -136,7 +135,9 @@ def analyze(results: pd.DataFrame, settings: dict[str, Any], directory: Path) ->
             "1/β (inverse KL coefficient)", "queries (Kaplan–Meier quantile, 95% bootstrap interval)", series,
             overlays, logx=False, logy=True,
             note="Open triangles: the quantile is censored (not reached within the budget). "
-                 r"Passive learners should follow the dashed $e^{1/(8\beta)}$ shape; XPO should stay flat.")
+                 r"Passive learners should follow the dashed $e^{1/(8\beta)}$ shape; XPO should stay flat. "
+                 + ("XPO's argmin: warm start plus champion starts." if settings["xpo_champion_starts"]
+                    else "XPO's argmin: warm start (the default solver)."))
         figures += _curves_figure(results[results["env"] == env], env, min(all_betas), threshold, directory)
     return {"predictions": predictions, "figures": figures,
             "tables": {"growth_fits": fits, "queries_to_gap": table}}
@@ -215,6 +216,7 @@ def check(settings: dict[str, Any]) -> None:
             raise ValueError(f"setting 'envs': unknown environment {env!r} (allowed: two_arm, needle)")
     if not settings["envs"]:
         raise ValueError("setting 'envs' must not be empty")
+    common.check_champion_setting(settings)
     if settings["rounds"] < 1:
         raise ValueError(f"setting 'rounds' must be >= 1, got {settings['rounds']}")
     if not 0 < settings["threshold"]:
@@ -235,10 +237,12 @@ SEPARATION = register_experiment(Experiment(
     predictions=("E2",),
     description="Prop 2.1: queries until gap < 1/8 vs beta; online/offline DPO grow like e^{1/(8 beta)}, XPO flat",
     quick={"envs": ["two_arm"], "betas": [0.05, 0.03, 0.02], "learners": ["online_dpo", "dpo", "xpo_alpha0", "xpo"],
-           "rounds": 4000, "xpo_alpha": 0.01, "threshold": 0.125, "checkpoints_per_decade": 24,
+           "rounds": 4000, "xpo_alpha": 0.01, "xpo_champion_starts": False, "threshold": 0.125,
+           "checkpoints_per_decade": 24,
            "needle_vocab": 2, "needle_horizon": 3, "seeds": 32},
     full={"envs": ["two_arm", "needle"], "betas": [0.05, 0.03, 0.02, 0.015, 0.0125],
           "learners": ["online_dpo", "dpo", "xpo_alpha0", "xpo"], "rounds": 60000, "xpo_alpha": 0.01,
-          "threshold": 0.125, "checkpoints_per_decade": 24, "needle_vocab": 2, "needle_horizon": 3, "seeds": 64},
+          "xpo_champion_starts": False, "threshold": 0.125, "checkpoints_per_decade": 24, "needle_vocab": 2,
+          "needle_horizon": 3, "seeds": 64},
     points=points, cell=cell, analyze=analyze, check=check,
 ))
