@@ -182,3 +182,12 @@ def test_champion_starts_setting_reaches_xpo_cells_only_and_keeps_default_cell_i
         assert overrides.get("solver") == (SolverSettings(champion_starts=True) if bonus else None)
     with pytest.raises(ValueError, match="'xpo_champion_starts'"):
         experiment.settings(True, {"xpo_champion_starts": 1})
+
+
+def test_alpha_champion_starts_mark_only_the_runs_with_a_bonus():
+    experiment = get_experiment("alpha")
+    default = experiment.points(experiment.settings(True, {}))
+    champion = experiment.points(experiment.settings(True, {"xpo_champion_starts": True}))
+    for plain, marked in zip(default, champion, strict=True):
+        assert "champion_starts" not in plain
+        assert marked.get("champion_starts", False) is (marked["alpha_ratio"] > 0)

@@ -14,7 +14,9 @@ neighbours). Predictions:
 * best ``alpha`` vs ``T``: log-log slope ``-1/2`` (bootstrap over seeds);
 * best ``alpha`` vs ``beta`` at the largest ``T``: log-log slope ``+1`` (bootstrap over seeds).
 
-A minimum on the edge of the grid makes the scaling predictions inconclusive.
+A minimum on the edge of the grid makes the scaling predictions inconclusive. Setting
+``xpo_champion_starts``: XPO's argmin also tries the champion starts of
+:class:`~xposim.policies.base.SolverSettings` (closer to the exact argmin).
 """
 from __future__ import annotations
 
@@ -32,16 +34,23 @@ ENV_KEYS = ("n_contexts", "vocab_size", "horizon", "env_seed")
 
 
 def points(settings: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"env": settings["env"], **{k: settings[k] for k in ENV_KEYS}, "n_arms": settings["n_arms"],
-             "good_arm_ref_prob": settings["good_arm_ref_prob"], "beta": beta, "alpha_ratio": ratio,
-             "rounds": max(settings["horizons"]), "grid": sorted(settings["horizons"])}
-            for beta in settings["betas"] for ratio in settings["alpha_ratios"]]
+    out = []
+    for beta in settings["betas"]:
+        for ratio in settings["alpha_ratios"]:
+            point = {"env": settings["env"], **{k: settings[k] for k in ENV_KEYS}, "n_arms": settings["n_arms"],
+                     "good_arm_ref_prob": settings["good_arm_ref_prob"], "beta": beta, "alpha_ratio": ratio,
+                     "rounds": max(settings["horizons"]), "grid": sorted(settings["horizons"])}
+            if settings["xpo_champion_starts"] and ratio > 0:
+                point["champion_starts"] = True  # (only when set: the default solver's cells keep their ids)
+            out.append(point)
+    return out
 
 
 def cell(point: dict[str, Any], seed: np.random.SeedSequence) -> pd.DataFrame:
     env = common.make_env(point)
+    overrides = common.learner_overrides(point)
     frame = common.run_one(env, "xpo", point["beta"], point["rounds"], seed, point["grid"],
-                           alpha=point["alpha_ratio"] * point["beta"])
+                           alpha=point["alpha_ratio"] * point["beta"], **overrides)
     frame["average_regret"] = frame["cumulative_regret"] / frame["round"]
     return frame.reset_index(drop=True)
 
@@ -167,8 +176,9 @@ def analyze(results: pd.DataFrame, settings: dict[str, Any], directory: Path) ->
                     ":", plots.color_for("", i)) for i, b in enumerate(betas)],
         logx=True, logy=True,
         note=f"Solid: T = {T_max}; dashed: T = {horizons[0]}. α = 0 (no bonus) is not drawn on the log axis; its value is "
-             "in the table and the U-shape verdict. "
-             f"Ratios α/β on the grid: {', '.join(f'{r:g}' for r in grid)}.")
+             "in the table and the U-shape verdict. XPO's argmin: "
+             + ("warm start plus champion starts. " if settings["xpo_champion_starts"] else "warm start (default solver). ")
+             + f"Ratios α/β on the grid: {', '.join(f'{r:g}' for r in grid)}.")
     best_rows = [{"beta": b, "T": t, "best_alpha": r * b, "best_ratio": r, "where": w} for (b, t), (r, w) in best.items()]
     return {"predictions": predictions, "figures": figures, "tables": {"best_alpha": best_rows, "average_regret": table}}
 
@@ -183,6 +193,7 @@ def check(settings: dict[str, Any]) -> None:
         raise ValueError("setting 'alpha_ratios' must be increasing, >= 0, with at least three positive values")
     if len(settings["horizons"]) < 1 or min(settings["horizons"]) < 1:
         raise ValueError(f"setting 'horizons' must be integers >= 1, got {settings['horizons']}")
+    common.check_champion_setting(settings)
     if not 0 < settings["good_arm_ref_prob"] < 1 or settings["n_arms"] < 2:
         raise ValueError("settings need n_arms >= 2 and 0 < good_arm_ref_prob < 1")
 
@@ -193,10 +204,10 @@ ALPHA = register_experiment(Experiment(
     description="alpha ablation: U-shape of XPO's average regret in alpha; best alpha ~ beta/sqrt(T)",
     quick={"env": "bandit", "n_arms": 8, "good_arm_ref_prob": 0.02, "n_contexts": 1, "vocab_size": 2, "horizon": 2,
            "env_seed": 123, "betas": [0.1, 0.2], "alpha_ratios": [0.0, 0.001, 0.01, 0.1, 1.0, 10.0],
-           "horizons": [64, 256, 1024], "seeds": 8},
+           "horizons": [64, 256, 1024], "xpo_champion_starts": False, "seeds": 8},
     full={"env": "bandit", "n_arms": 8, "good_arm_ref_prob": 0.02, "n_contexts": 1, "vocab_size": 2, "horizon": 2,
           "env_seed": 123, "betas": [0.05, 0.1, 0.2, 0.4],
           "alpha_ratios": [0.0, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0],
-          "horizons": [64, 256, 1024, 4096, 16384], "seeds": 32},
+          "horizons": [64, 256, 1024, 4096, 16384], "xpo_champion_starts": False, "seeds": 32},
     points=points, cell=cell, analyze=analyze, check=check,
 ))
