@@ -113,3 +113,16 @@ def test_settings_validation_types_and_table_overrides(tmp_path):
     path.write_text("seeds = 3\n[rate]\nseeds = 5\nbeta = 0.5\n[separation]\nrounds = 7\n")
     assert load_config(path, "rate") == {"seeds": 5, "beta": 0.5}
     assert load_config(path, "separation") == {"seeds": 3, "rounds": 7}
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    """``xposim run ... | head -1``: the reader leaves early; no traceback, the results are written."""
+    process = subprocess.Popen([sys.executable, "-m", "xposim", "run", "selftest", "--quick", "--seeds", "2",
+                                "--out", str(tmp_path), "--progress", "off"], cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    process.stdout.readline()
+    process.stdout.close()
+    stderr = process.stderr.read()
+    process.wait(timeout=300)
+    assert "Traceback" not in stderr, stderr
+    assert (tmp_path / "selftest" / "summary.json").exists()
