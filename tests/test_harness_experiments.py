@@ -165,17 +165,18 @@ def test_learner_experiment_identical_for_one_and_two_workers(tmp_path):
     pd.testing.assert_frame_equal(one, two, check_exact=True)
 
 
-@pytest.mark.parametrize("name", ["separation", "coverage"])
-def test_champion_starts_setting_reaches_xpo_cells_only_and_keeps_default_cell_ids(name):
+@pytest.mark.parametrize("name", ["separation", "coverage", "reward_range", "practice"])
+def test_champion_starts_setting_reaches_bonus_cells_only_and_keeps_default_cell_ids(name):
     from xposim.harness.experiments import common
     from xposim.policies.base import SolverSettings
 
     experiment = get_experiment(name)
-    default = experiment.points(experiment.settings(True, {}))
-    champion = experiment.points(experiment.settings(True, {"xpo_champion_starts": True}))
+    default = experiment.points(experiment.settings(False, {}))
+    champion = experiment.points(experiment.settings(False, {"xpo_champion_starts": True}))
     assert len(default) == len(champion)
     for plain, marked in zip(default, champion):
-        bonus = plain["learner"].startswith("xpo") and plain["learner"] != "xpo_alpha0"
+        learner = common.make_learner_for(plain["learner"])
+        bonus = learner.has_bonus and learner.mode == "paper" and plain["learner"] != "xpo_alpha0"
         assert "champion_starts" not in plain  # the default solver's cells keep their ids
         assert marked.get("champion_starts", False) is bonus
         overrides = common.learner_overrides(marked)

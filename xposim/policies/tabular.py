@@ -1,6 +1,6 @@
 """The tabular reward-induced class ``Pi_F`` and its per-round argmin (THEORY 3): exact for convex
 objectives (DPO, IPO); for the non-convex bonus objectives (XPO, ...) the local minimum reached
-from the warm start (see "Non-convexity" below).
+from the warm start, or the lowest over the champion starts too (see "Non-convexity" below).
 
 Class: ``F = [0, R_max]^{trajectories}``, ``log pi_f(tau|x) = log pi_ref(tau|x) + f(tau)/beta - log Z_f(x)``.
 Realizable (``f = r`` gives ``pi*_beta``) with ``V_max <= R_max``.

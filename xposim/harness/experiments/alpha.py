@@ -176,9 +176,8 @@ def analyze(results: pd.DataFrame, settings: dict[str, Any], directory: Path) ->
                     ":", plots.color_for("", i)) for i, b in enumerate(betas)],
         logx=True, logy=True,
         note=f"Solid: T = {T_max}; dashed: T = {horizons[0]}. α = 0 (no bonus) is not drawn on the log axis; its value is "
-             "in the table and the U-shape verdict. XPO's argmin: "
-             + ("warm start plus champion starts. " if settings["xpo_champion_starts"] else "warm start (default solver). ")
-             + f"Ratios α/β on the grid: {', '.join(f'{r:g}' for r in grid)}.")
+             "in the table and the U-shape verdict. " + common.solver_note(settings)
+             + f" Ratios α/β on the grid: {', '.join(f'{r:g}' for r in grid)}.")
     best_rows = [{"beta": b, "T": t, "best_alpha": r * b, "best_ratio": r, "where": w} for (b, t), (r, w) in best.items()]
     return {"predictions": predictions, "figures": figures, "tables": {"best_alpha": best_rows, "average_regret": table}}
 

@@ -52,15 +52,25 @@ def make_learner_for(label: str, **overrides: Any):
     return dataclasses.replace(make_learner(name, **{**overrides, **fixed}), name=label)
 
 
+def mark_champion_starts(point: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """With the ``xpo_champion_starts`` setting, mark the points whose learner solves a bonus
+    objective in paper mode (XPO, POPO, ...: where champion starts matter). The key is added only
+    when set, so the default solver's cells keep their ids."""
+    if settings.get("xpo_champion_starts", False):
+        learner = make_learner_for(point["learner"])
+        if learner.has_bonus and learner.mode == "paper":
+            point["champion_starts"] = True
+    return point
+
+
 def add_xpo_options(point: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
-    """Put the XPO settings of an experiment into an XPO point (``alpha``; ``champion_starts``
-    only when the ``xpo_champion_starts`` setting is true, so the default solver's cells keep
-    their ids). Other learners' points are returned unchanged."""
+    """Put the XPO settings of an experiment into an XPO point: ``alpha`` (the ``xpo_alpha``
+    setting) and the champion-start mark (:func:`mark_champion_starts`). Other learners' points
+    are returned unchanged."""
     learner = point["learner"]
     if learner.startswith("xpo") and learner != "xpo_alpha0":
         point["alpha"] = settings["xpo_alpha"]
-        if settings.get("xpo_champion_starts", False):
-            point["champion_starts"] = True
+        mark_champion_starts(point, settings)
     return point
 
 
@@ -72,6 +82,13 @@ def learner_overrides(point: dict[str, Any]) -> dict[str, Any]:
 
         overrides["solver"] = SolverSettings(champion_starts=True)
     return overrides
+
+
+def solver_note(settings: dict[str, Any]) -> str:
+    """Which argmin the bonus learners used, for figure notes."""
+    if settings.get("xpo_champion_starts", False):
+        return "Bonus learners' argmin: warm start plus champion starts."
+    return "Bonus learners' argmin: warm start (the default solver)."
 
 
 def check_champion_setting(settings: dict[str, Any]) -> None:

@@ -101,8 +101,7 @@ def analyze(results: pd.DataFrame, settings: dict[str, Any], directory: Path) ->
             [plots.Line("theory: linear in the coefficient", grid, anchor * grid / grid[0], "--", "black")]
             + ([plots.Line("Thm 3.1 bound with log|Π| ∝ K: ∝ C_cov²", grid, anchor * (grid / grid[0]) ** 2, "-.",
                            "gray")] if sweep == "arms" else []),
-            note="XPO's argmin: warm start plus champion starts (SolverSettings.champion_starts)"
-            if settings["xpo_champion_starts"] else "XPO's argmin: warm start (the default solver)")
+            note=common.solver_note(settings))
     return {"predictions": predictions, "figures": figures, "tables": {"queries_to_eps": table}}
 
 

@@ -12,7 +12,9 @@ Measured per variant and instance: the final suboptimality, best-iterate subopti
 regret at ``T``; the prediction record is the paired (over seeds) difference of the final
 best-iterate suboptimality from paper mode, with its t-interval. Verdict: *held* when the
 difference is measured with a finite interval (the prediction is that it is measured, not its
-sign); the detail says which mode is better and whether the difference is significant.
+sign); the detail says which mode is better and whether the difference is significant. Setting
+``xpo_champion_starts``: the paper-mode argmin also tries the champion starts of
+:class:`~xposim.policies.base.SolverSettings` (trl mode takes gradient steps: unaffected).
 """
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ def points(settings: dict[str, Any]) -> list[dict[str, Any]]:
             if env == "random":
                 point.update(n_contexts=settings["n_contexts"], vocab_size=settings["vocab_size"],
                              horizon=settings["horizon"], env_seed=settings["env_seed"])
-            out.append(point)
+            out.append(common.mark_champion_starts(point, settings))
     return out
 
 
@@ -46,6 +48,7 @@ def cell(point: dict[str, Any], seed: np.random.SeedSequence) -> pd.DataFrame:
     env = common.make_env(point)
     checkpoints = common.checkpoint_grid(point["rounds"], point["checkpoints_per_decade"])
     overrides = {"learning_rate": point["learning_rate"]} if "trl" in point["learner"] else {}
+    overrides.update(common.learner_overrides(point))
     frame = common.run_one(env, point["learner"], point["beta"], point["rounds"], seed, checkpoints, **overrides)
     frame["average_regret"] = frame["cumulative_regret"] / frame["round"].clip(lower=1)
     return frame
@@ -95,11 +98,13 @@ def analyze(results: pd.DataFrame, settings: dict[str, Any], directory: Path) ->
                                     "queries (preference labels)", "J(π*) − J(π_t) (mean, 95% t-band)", curves,
                                     logx=True, logy=True,
                                     note="paper: argmin over all data, BT labels; trl: one gradient step per fresh "
-                                         "pair, argmax labels, alpha = 1e-5, temperature 0.9")
+                                         "pair, argmax labels, alpha = 1e-5, temperature 0.9. "
+                                         + common.solver_note(settings))
     return {"predictions": predictions, "figures": figures, "tables": {"final": table}}
 
 
 def check(settings: dict[str, Any]) -> None:
+    common.check_champion_setting(settings)
     if not settings["envs"] or any(e not in ENVS for e in settings["envs"]):
         raise ValueError(f"setting 'envs' must list environments among {', '.join(ENVS)}, got {settings['envs']}")
     if "xpo" not in settings["learners"]:
@@ -113,7 +118,7 @@ def check(settings: dict[str, Any]) -> None:
 
 _COMMON = {"envs": ["two_arm", "random"], "learners": ["xpo", "xpo_trl", "xpo_paper_argmax", "xpo_trl_bt"],
            "two_arm_beta": 0.05, "random_beta": 0.25, "n_contexts": 2, "vocab_size": 2, "horizon": 2,
-           "env_seed": 123, "learning_rate": 0.1, "checkpoints_per_decade": 8}
+           "env_seed": 123, "learning_rate": 0.1, "checkpoints_per_decade": 8, "xpo_champion_starts": False}
 PRACTICE = register_experiment(Experiment(
     name="practice",
     predictions=("E9",),

@@ -9,7 +9,9 @@ label noise and the theory's ``e^{2 R_max}`` factor change.
 Measured: queries until the suboptimality falls below ``eps_fraction`` of ``pi_ref``'s (KM
 quantile, censored at the budget) and the fit ``log T = a + b (2 R_max)`` — ``b = 1`` is growth
 like ``e^{2 R_max}`` (Theorem 3.1's factor). Predictions: XPO's ``b <= 1`` (no faster than
-``e^{2 R_max}``); POPO's (bounded sigmoid bonus) grows more slowly than XPO's.
+``e^{2 R_max}``); POPO's (bounded sigmoid bonus) grows more slowly than XPO's. Setting
+``xpo_champion_starts``: the bonus learners' argmin also tries the champion starts of
+:class:`~xposim.policies.base.SolverSettings`.
 """
 from __future__ import annotations
 
@@ -27,17 +29,20 @@ def points(settings: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for r_max in settings["r_maxes"]:
         for learner in settings["learners"]:
-            out.append({"env": "random", "n_contexts": settings["n_contexts"], "vocab_size": settings["n_arms"],
-                        "horizon": 1, "env_seed": settings["env_seed"], "r_max": r_max,
-                        "beta": settings["beta_per_unit_reward"] * r_max, "learner": learner,
-                        "rounds": settings["rounds"], "checkpoints_per_decade": settings["checkpoints_per_decade"]})
+            out.append(common.mark_champion_starts(
+                {"env": "random", "n_contexts": settings["n_contexts"], "vocab_size": settings["n_arms"],
+                 "horizon": 1, "env_seed": settings["env_seed"], "r_max": r_max,
+                 "beta": settings["beta_per_unit_reward"] * r_max, "learner": learner,
+                 "rounds": settings["rounds"], "checkpoints_per_decade": settings["checkpoints_per_decade"]},
+                settings))
     return out
 
 
 def cell(point: dict[str, Any], seed: np.random.SeedSequence) -> pd.DataFrame:
     env = common.make_env(point)
     checkpoints = common.checkpoint_grid(point["rounds"], point["checkpoints_per_decade"])
-    return common.run_one(env, point["learner"], point["beta"], point["rounds"], seed, checkpoints)
+    return common.run_one(env, point["learner"], point["beta"], point["rounds"], seed, checkpoints,
+                          **common.learner_overrides(point))
 
 
 def analyze(results: pd.DataFrame, settings: dict[str, Any], directory: Path) -> dict[str, Any]:
@@ -76,11 +81,13 @@ def analyze(results: pd.DataFrame, settings: dict[str, Any], directory: Path) ->
     figures = plots.scaling_plot(
         directory, "reward_range", f"E6: queries until suboptimality < {settings['eps_fraction']:g}·gap(π_ref)",
         "2·R_max (reward range)", "queries (Kaplan–Meier quantile)", series, overlays, logx=False, logy=True,
-        note=f"beta = {settings['beta_per_unit_reward']:g}·R_max keeps π* fixed; only the label sharpness changes.")
+        note=f"beta = {settings['beta_per_unit_reward']:g}·R_max keeps π* fixed; only the label sharpness changes. "
+             + common.solver_note(settings))
     return {"predictions": predictions, "figures": figures, "tables": {"queries_to_eps": table}}
 
 
 def check(settings: dict[str, Any]) -> None:
+    common.check_champion_setting(settings)
     if len(settings["r_maxes"]) < 2 or min(settings["r_maxes"]) <= 0:
         raise ValueError(f"setting 'r_maxes' needs at least two values > 0, got {settings['r_maxes']}")
     if settings["beta_per_unit_reward"] <= 0 or not 0 < settings["eps_fraction"] < 1:
@@ -100,9 +107,9 @@ REWARD_RANGE = register_experiment(Experiment(
     description="reward range: XPO's samples-to-eps grow no faster than e^{2 R_max}; POPO's more slowly",
     quick={"r_maxes": [1.0, 2.0, 3.0], "beta_per_unit_reward": 0.2, "n_arms": 6, "n_contexts": 1, "env_seed": 7,
            "learners": ["xpo", "popo"], "rounds": 2000, "eps_fraction": 0.2, "checkpoints_per_decade": 20,
-           "seeds": 12},
+           "xpo_champion_starts": False, "seeds": 12},
     full={"r_maxes": [0.5, 1.0, 2.0, 3.0, 4.0, 5.0], "beta_per_unit_reward": 0.2, "n_arms": 6, "n_contexts": 1,
           "env_seed": 7, "learners": ["xpo", "popo", "online_dpo"], "rounds": 30000, "eps_fraction": 0.2,
-          "checkpoints_per_decade": 20, "seeds": 48},
+          "checkpoints_per_decade": 20, "xpo_champion_starts": False, "seeds": 48},
     points=points, cell=cell, analyze=analyze, check=check,
 ))

@@ -136,8 +136,7 @@ def analyze(results: pd.DataFrame, settings: dict[str, Any], directory: Path) ->
             overlays, logx=False, logy=True,
             note="Open triangles: the quantile is censored (not reached within the budget). "
                  r"Passive learners should follow the dashed $e^{1/(8\beta)}$ shape; XPO should stay flat. "
-                 + ("XPO's argmin: warm start plus champion starts." if settings["xpo_champion_starts"]
-                    else "XPO's argmin: warm start (the default solver)."))
+                 + common.solver_note(settings))
         figures += _curves_figure(results[results["env"] == env], env, min(all_betas), threshold, directory)
     return {"predictions": predictions, "figures": figures,
             "tables": {"growth_fits": fits, "queries_to_gap": table}}
