@@ -66,6 +66,17 @@ def suboptimality(env, beta: float, values: np.ndarray) -> float:
     return exact.solve(env, beta).value - value
 
 
+def reference_starts(mine: np.ndarray, r_max: float, rng: np.random.Generator,
+                     n_random: int) -> list[tuple[str, np.ndarray]]:
+    """The starts of the reference multistart: the solver's point, one champion start per leaf
+    (that leaf at ``R_max``, the others at 0) and ``n_random`` uniform starts."""
+    n = len(mine)
+    starts = [("own", mine)]
+    starts += [("champion", np.where(np.arange(n) == j, r_max, 0.0)) for j in range(n)]
+    starts += [("random", v) for v in rng.uniform(0.0, r_max, size=(n_random, n))]
+    return starts
+
+
 def reference_minimum(data: dict, r_max: float, starts: list[tuple[str, np.ndarray]]) -> tuple[float, np.ndarray, str]:
     """The lowest objective over L-BFGS-B runs from ``starts`` (``(kind, vector)`` pairs): value, point, kind."""
     n_terms = max(1.0, float(data["pair_weight"].sum() + data["bonus_count"].sum()))
@@ -100,11 +111,7 @@ def main() -> None:
                     data = round_data(result)
                     mine = leaf_values(result)
                     own_value = tabular_objective(mine, **data)[0]
-                    n = len(mine)
-                    rng = np.random.default_rng(seed)
-                    starts = [("own", mine)]
-                    starts += [("champion", np.where(np.arange(n) == j, env.r_max, 0.0)) for j in range(n)]
-                    starts += [("random", v) for v in rng.uniform(0.0, env.r_max, size=(args.random_starts, n))]
+                    starts = reference_starts(mine, env.r_max, np.random.default_rng(seed), args.random_starts)
                     best, point, kind = reference_minimum(data, env.r_max, starts)
                     if own_value <= best:
                         best, point, kind = own_value, mine, "own"

@@ -366,10 +366,8 @@ def _reference_minimum_gap(result, diagnostic, seed):
     data = diagnostic.round_data(result)
     mine = diagnostic.leaf_values(result)
     own = tabular_objective(mine, **data)[0]
-    n = mine.size
     r_max = float(result.env.r_max)
-    starts = [("own", mine)] + [("champion", np.where(np.arange(n) == j, r_max, 0.0)) for j in range(n)]
-    starts += [("random", v) for v in np.random.default_rng(seed).uniform(0.0, r_max, size=(8, n))]
+    starts = diagnostic.reference_starts(mine, r_max, np.random.default_rng(seed), 8)
     best, _, _ = diagnostic.reference_minimum(data, r_max, starts)
     return own - best, max(1.0, abs(best))
 

@@ -1000,13 +1000,13 @@ def tabular_solve_context(state: TabularState, view: IterateView, leaf_logref: n
         state.cache_count[x, s] = 0.0
         state.cache_weight[x, s] = 1.0
     state.known[x] = view.n_slots[x]
-    bonus_active = _bonus_active(problem, x, view.n_slots[x])
-    champions = state.champion_starts and bonus_active
+    champions = state.champion_starts and _bonus_active(problem, x, view.n_slots[x])
     # the warm start (previous iterate): the derivative cache can certify it without a solve
     incremental = _try_incremental(state, view, leaf_logref, problem, ws, x)
     if incremental and not champions:
         problem.counters[COUNTER_SOLVES] += 1
         return
+    bonus_active = champions or _bonus_active(problem, x, view.n_slots[x])
     n, k, n_edges, scale = _load_context(state, view, problem, ws, x)
     for s in range(k):
         ws.lw[s] = leaf_logref[x, view.slot_leaf[x, s]]

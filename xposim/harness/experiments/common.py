@@ -84,6 +84,12 @@ def learner_overrides(point: dict[str, Any]) -> dict[str, Any]:
     return overrides
 
 
+def log_class_note(grows_with: str) -> str:
+    """Detail appended to a coverage-slope record: Theorem 3.1's bound is ``C_cov log|Pi|``, and
+    ``log|Pi|`` grows too when the class grows with the swept size (``grows_with`` says how)."""
+    return f"; Thm 3.1's bound C_cov·log|Pi| also grows with log|Pi| ∝ {grows_with}, so it allows a slope up to 2"
+
+
 def solver_note(settings: dict[str, Any]) -> str:
     """Which argmin the bonus learners used, for figure notes."""
     if settings.get("xpo_champion_starts", False):

@@ -30,10 +30,6 @@ from xposim.harness.experiments import common
 from xposim.harness.experiments.base import Experiment, register_experiment
 
 
-LOG_CLASS_NOTE = ("; Thm 3.1's bound C_cov·log|Pi| also grows with log|Pi| ∝ K (the box class has one value per "
-                  "arm), so it allows a slope up to 2")
-
-
 def points(settings: dict[str, Any]) -> list[dict[str, Any]]:
     base = {"env": "bandit", "beta": settings["beta"], "rounds": settings["rounds"],
             "checkpoints_per_decade": settings["checkpoints_per_decade"]}
@@ -90,7 +86,7 @@ def analyze(results: pd.DataFrame, settings: dict[str, Any], directory: Path) ->
             predictions.append(common.trend_record(
                 f"E4:{learner}@{sweep}", f"{learner}'s samples-to-eps {text} ({sweep} sweep)", trend, rule,
                 predicted, f"log-log slope vs {coefficient}", common.trend_detail(values, trend, "(K, p)")
-                + (LOG_CLASS_NOTE if (learner, sweep) == ("xpo", "arms") else "")))
+                + (common.log_class_note("K (the box class has one value per arm)") if (learner, sweep) == ("xpo", "arms") else "")))
         x = np.array([s.x for s in series]).ravel() if series else np.array([1.0, 2.0])
         grid = np.geomspace(x.min(), x.max(), 20)
         anchor = np.nanmin([np.nanmin(s.y) for s in series]) if series else 1.0

@@ -26,8 +26,6 @@ from xposim.harness.experiments import common
 from xposim.harness.experiments.base import Experiment, register_experiment
 
 SWEEPS = {"d": "dims", "n_arms": "arm_counts", "inverse_p": "optimal_arm_ref_probs"}
-LOG_CLASS_NOTE = ("; Thm 3.1's bound C_cov·log|Pi| also grows with log|Pi| ∝ d (a ball in R^d), so it allows a "
-                  "slope up to 2")
 
 
 def points(settings: dict[str, Any]) -> list[dict[str, Any]]:
@@ -92,7 +90,7 @@ def analyze(results: pd.DataFrame, settings: dict[str, Any], directory: Path) ->
                 predictions.append(common.trend_record(
                     f"E7:{learner}@{sweep}", f"{learner}'s samples-to-eps {text} (linear bandit)", trend, rule,
                     predicted, f"log-log slope vs {sweep}", common.trend_detail(values, trend, sweep)
-                    + (LOG_CLASS_NOTE if (learner, sweep) == ("xpo", "d") else "")))
+                    + (common.log_class_note("d (a ball in R^d)") if (learner, sweep) == ("xpo", "d") else "")))
         label = {"d": "feature dimension d", "n_arms": "number of arms", "inverse_p": "1 / π_ref(a*)"}[sweep]
         figures += plots.scaling_plot(
             directory, f"linear_{sweep}", f"E7 linear bandit: queries until suboptimality < "
