@@ -33,3 +33,13 @@ def spawn_seeds(seed: SeedLike, n: int) -> list[np.random.SeedSequence]:
     if int(n) != n or n < 0:
         raise ValueError(f"number of seeds must be a non-negative integer, got {n!r}")
     return as_seed_sequence(seed).spawn(int(n))
+
+
+def child_seed(seed: SeedLike, index: int) -> np.random.SeedSequence:
+    """Child ``index`` of the root ``seed``: the same sequence as ``spawn_seeds(seed, n)[index]``
+    for every ``n > index``, built in O(1) (no list of ``index + 1`` children)."""
+    if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)) or index < 0:
+        raise ValueError(f"seed index must be a non-negative integer, got {index!r}")
+    root = as_seed_sequence(seed)
+    return np.random.SeedSequence(root.entropy, spawn_key=tuple(root.spawn_key) + (int(index),),
+                                  pool_size=root.pool_size)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures as futures
 import os
+import sys
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -26,8 +27,16 @@ from xposim.envs.token_mdp import TokenMDP
 from xposim.learners.config import LearnerConfig
 from xposim.learners.engine import METRIC_COLUMNS
 from xposim.learners.registry import make_learner
-from xposim.learners.runner import check_beta, check_checkpoints, check_rounds, resolve_policy_class, run_learner
-from xposim.seeding import SeedLike, as_seed_sequence
+from xposim.learners.runner import (
+    check_beta,
+    check_checkpoints,
+    check_rounds,
+    estimate_run_bytes,
+    resolve_policy_class,
+    run_learner,
+)
+from xposim.resources import check_memory
+from xposim.seeding import SeedLike, as_seed_sequence, child_seed
 
 #: Columns of the table returned by :func:`simulate`, in order: the learner and seed, then the
 #: engine's checkpoint metrics (without its internal ``solves`` counter).
@@ -56,13 +65,14 @@ def _resolve_learners(learners) -> list[LearnerConfig]:
     return out
 
 
-def _resolve_seeds(seeds) -> list[int]:
+def _resolve_seeds(seeds) -> Sequence[int]:
+    """The seed indices: ``range(n)`` for a count (never materialized), or the validated list."""
     if isinstance(seeds, (bool, np.bool_)):
         raise ValueError(f"seeds must be a positive int (a count) or a list of non-negative ints, got {seeds!r}")
     if isinstance(seeds, (int, np.integer)):
         if seeds < 1:
             raise ValueError(f"seeds (a count) must be >= 1, got {seeds!r}")
-        return list(range(int(seeds)))
+        return range(int(seeds))
     try:
         values = [int(s) for s in seeds]
     except (TypeError, ValueError):
@@ -74,10 +84,20 @@ def _resolve_seeds(seeds) -> list[int]:
     return values
 
 
-def _child_seed(root: np.random.SeedSequence, index: int) -> np.random.SeedSequence:
-    """Child ``index`` of ``root`` (the same as ``root.spawn(n)[index]`` for any ``n > index``)."""
-    return np.random.SeedSequence(root.entropy, spawn_key=tuple(root.spawn_key) + (index,),
-                                  pool_size=root.pool_size)
+#: Bytes of the result table per row and column (the engine's rows, the per-run frames and the
+#: concatenated table coexist at the end) and per job (seed sequence, futures, bookkeeping).
+_BYTES_PER_CELL = 3 * 8
+_BYTES_PER_JOB = 4096
+
+
+def estimate_simulate_bytes(env: TokenMDP, configs: Sequence[LearnerConfig], rounds: int, n_seeds: int,
+                            n_checkpoints: int, workers: int) -> int:
+    """Bytes :func:`simulate` needs: the runs in flight plus every run's rows of the final table."""
+    n_jobs = len(configs) * n_seeds
+    in_flight = min(workers, n_jobs)
+    per_run = max(estimate_run_bytes(env, c, rounds, n_checkpoints) for c in configs)
+    table = n_jobs * (n_checkpoints * len(COLUMNS) * _BYTES_PER_CELL + _BYTES_PER_JOB)
+    return in_flight * per_run + table
 
 
 def _job(env, learner, beta, rounds, checkpoints, seed_index, seed_sequence, policy_class, optimal_value):
@@ -97,6 +117,7 @@ def simulate(
     policy_class="tabular",
     root_seed: SeedLike = 0,
     executor: str = "threads",
+    progress: bool | None = None,
 ) -> pd.DataFrame:
     """Run every learner for every seed on ``env`` and return the tidy metrics table.
 
@@ -116,6 +137,7 @@ def simulate(
     policy_class : ``"tabular"`` or a :class:`~xposim.policies.PolicyClass` instance.
     root_seed : root of the seed tree.
     executor : ``"threads"`` (default) or ``"processes"``.
+    progress : a tqdm bar of finished runs on stderr (``None``: only when stderr is a terminal).
 
     Returns
     -------
@@ -149,19 +171,33 @@ def simulate(
         raise ValueError(f"workers must be an integer >= 1 or None, got {workers!r}")
     if executor not in ("threads", "processes"):
         raise ValueError(f"executor must be 'threads' or 'processes', got {executor!r}")
+    check_memory(estimate_simulate_bytes(env, configs, rounds, len(seed_indices), len(checkpoints), workers),
+                 f"simulate with {len(configs)} learner(s) x {len(seed_indices)} seed(s) x {len(checkpoints)} "
+                 f"checkpoint(s)", "use fewer seeds, checkpoints or workers")
     root = as_seed_sequence(root_seed)
     optimal_value = exact.solve(env, beta).value
     jobs = [
-        (env, learner, beta, rounds, checkpoints, i, _child_seed(root, i), pclass, optimal_value)
+        (env, learner, beta, rounds, checkpoints, i, child_seed(root, i), pclass, optimal_value)
         for learner in configs
         for i in seed_indices
     ]
-    if workers == 1 or len(jobs) == 1:
-        results = [_job(*job) for job in jobs]
-    else:
-        pool_type = futures.ThreadPoolExecutor if executor == "threads" else futures.ProcessPoolExecutor
-        with pool_type(max_workers=min(workers, len(jobs))) as pool:
-            results = list(pool.map(_job, *zip(*jobs)))
+    from tqdm.auto import tqdm
+
+    show = sys.stderr.isatty() if progress is None else bool(progress)
+    with tqdm(total=len(jobs), desc="simulate", unit="run", disable=not show, file=sys.stderr) as bar:
+        if workers == 1 or len(jobs) == 1:
+            results = []
+            for job in jobs:
+                results.append(_job(*job))
+                bar.update(1)
+        else:
+            pool_type = futures.ThreadPoolExecutor if executor == "threads" else futures.ProcessPoolExecutor
+            with pool_type(max_workers=min(workers, len(jobs))) as pool:
+                pending = [pool.submit(_job, *job) for job in jobs]
+                for done in futures.as_completed(pending):
+                    done.result()  # a failed job raises here, at once
+                    bar.update(1)
+                results = [f.result() for f in pending]
     frames = []
     for label, seed_index, metrics in results:
         frame = pd.DataFrame(metrics[:, :-1], columns=list(COLUMNS[2:]))

@@ -21,7 +21,8 @@ from xposim.policies.base import SolverSettings
 # ----------------------------------------------------------------------------- plan codes
 #: ``tau ~ pi^(t)(.|x)`` (at ``Plan.temperature``; 1 = the policy itself).
 SAMPLER_POLICY = 0
-#: ``tau ~ pi_ref(.|x)`` (the environment's reference; Algorithm 1's ``tau~``).
+#: ``tau ~ pi_ref(.|x)`` (the environment's reference; Algorithm 1's ``tau~``), at ``Plan.temperature``
+#: like the policy's draws (trl generates both responses at 0.9; 1 = ``pi_ref`` itself).
 SAMPLER_REFERENCE = 1
 #: the temperature-0 (greedy) policy: argmax token in every state, ties to the lowest token.
 SAMPLER_GREEDY = 2
@@ -55,7 +56,8 @@ REFERENCE_NAMES = {"fixed": REFERENCE_FIXED, "previous_iterate": REFERENCE_PREVI
 
 #: argmin over all the data every round (the paper).
 MODE_PAPER = 0
-#: one gradient step on the fresh batch only (trl's former ``XPOTrainer``).
+#: one gradient step on the fresh batch only (trl's ``XPOTrainer`` / ``OnlineDPOTrainer``, which ship
+#: under ``trl.experimental`` since trl 0.29 removed their ``trl.trainer`` aliases).
 MODE_TRL = 1
 MODE_NAMES = {"paper": MODE_PAPER, "trl": MODE_TRL}
 
@@ -90,7 +92,13 @@ Plan.__doc__ = """Integer/float description of one learner's round, executed by 
 # ----------------------------------------------------------------------------- alpha schedules
 @runtime_checkable
 class AlphaSchedule(Protocol):
-    """``values(beta, rounds) -> (rounds,)`` array: ``alpha`` used in the argmin of round ``t = 1..rounds``."""
+    """``values(beta, rounds) -> (rounds,)`` array: ``alpha`` used in the argmin of round ``t = 1..rounds``.
+
+    A schedule may also define ``values_at(beta, rounds, t) -> array like t``: ``alpha`` at the
+    rounds ``t`` (1-based ints). The runner then asks for one block of rounds at a time and never
+    holds a ``(rounds,)`` array (the built-in schedules do; without it the runner calls ``values``
+    once and keeps its result).
+    """
 
     def values(self, beta: float, rounds: int) -> np.ndarray: ...
 
@@ -130,7 +138,10 @@ class ConstantAlpha:
         object.__setattr__(self, "value", _check_nonnegative(self.value, "alpha"))
 
     def values(self, beta: float, rounds: int) -> np.ndarray:
-        return np.full(rounds, self.value)
+        return self.values_at(beta, rounds, np.arange(1, rounds + 1))
+
+    def values_at(self, beta: float, rounds: int, t: np.ndarray) -> np.ndarray:
+        return np.full(len(t), self.value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,7 +160,10 @@ class TheoryAlpha:
         object.__setattr__(self, "c", _check_nonnegative(self.c, "c"))
 
     def values(self, beta: float, rounds: int) -> np.ndarray:
-        return np.full(rounds, self.c * beta / math.sqrt(rounds))
+        return self.values_at(beta, rounds, np.arange(1, rounds + 1))
+
+    def values_at(self, beta: float, rounds: int, t: np.ndarray) -> np.ndarray:
+        return np.full(len(t), self.c * beta / math.sqrt(rounds))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,7 +181,10 @@ class DecayingAlpha:
         object.__setattr__(self, "c", _check_nonnegative(self.c, "c"))
 
     def values(self, beta: float, rounds: int) -> np.ndarray:
-        return self.c * beta / np.sqrt(np.arange(1, rounds + 1, dtype=np.float64))
+        return self.values_at(beta, rounds, np.arange(1, rounds + 1))
+
+    def values_at(self, beta: float, rounds: int, t: np.ndarray) -> np.ndarray:
+        return self.c * beta / np.sqrt(np.asarray(t, dtype=np.float64))
 
 
 def as_alpha_schedule(alpha) -> AlphaSchedule:
@@ -177,14 +194,37 @@ def as_alpha_schedule(alpha) -> AlphaSchedule:
     return ConstantAlpha(_check_nonnegative(alpha, "alpha"))
 
 
-def alpha_values(alpha, beta: float, rounds: int) -> np.ndarray:
-    """The per-round ``alpha`` array, validated (finite, ``>= 0``, shape ``(rounds,)``)."""
-    values = np.asarray(as_alpha_schedule(alpha).values(beta, rounds), dtype=np.float64)
-    if values.shape != (rounds,):
-        raise ValueError(f"alpha schedule must return shape (rounds,) = ({rounds},), got {values.shape}")
+def _checked_alpha(values, shape: tuple[int], what: str) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    if values.shape != shape:
+        raise ValueError(f"alpha schedule must return shape {what} = {shape}, got {values.shape}")
     if not np.all(np.isfinite(values)) or np.any(values < 0):
         raise ValueError("alpha schedule values must be finite and >= 0")
     return np.ascontiguousarray(values)
+
+
+def alpha_values(alpha, beta: float, rounds: int) -> np.ndarray:
+    """The per-round ``alpha`` array, validated (finite, ``>= 0``, shape ``(rounds,)``)."""
+    return _checked_alpha(as_alpha_schedule(alpha).values(beta, rounds), (rounds,), "(rounds,)")
+
+
+class AlphaBlocks:
+    """``alpha`` of a run block by block: :meth:`block` gives rounds ``first .. first + count - 1``.
+
+    Memory ``O(count)`` for schedules with ``values_at`` (every built-in one); other schedules are
+    evaluated once with ``values(beta, rounds)``. Each block is validated (finite, ``>= 0``).
+    """
+
+    def __init__(self, alpha, beta: float, rounds: int) -> None:
+        self.schedule = as_alpha_schedule(alpha)
+        self.beta, self.rounds = beta, rounds
+        self._all = None if hasattr(self.schedule, "values_at") else alpha_values(self.schedule, beta, rounds)
+
+    def block(self, first: int, count: int) -> np.ndarray:
+        if self._all is not None:
+            return self._all[first - 1:first - 1 + count]
+        t = np.arange(first, first + count, dtype=np.int64)
+        return _checked_alpha(self.schedule.values_at(self.beta, self.rounds, t), (count,), "(len(t),)")
 
 
 def resolve_oracle(labels) -> PreferenceOracle:
@@ -219,7 +259,9 @@ class LearnerConfig:
     learning_rate: float = 0.1
     """trl mode: step size of the projected gradient step on the class parameters (reward units)."""
     temperature: float | None = None
-    """Token temperature of draws from the policy (None: 1 in paper mode, 0.9 in trl mode)."""
+    """Token temperature of draws from the policy and from ``pi_ref`` (None: 1 in paper mode, 0.9 in
+    trl mode, where trl generated both completions at 0.9 and scored them at 1). The greedy,
+    historical, frozen and behaviour samplers ignore it."""
     solver: SolverSettings = dataclasses.field(default_factory=SolverSettings)
     """Settings of the argmin (tolerance, max iterations, restarts, dense limit)."""
 

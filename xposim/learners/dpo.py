@@ -110,7 +110,8 @@ class OnlineDPO(LearnerConfig):
 @dataclasses.dataclass(frozen=True)
 class IPO(OnlineDPO):
     """Online IPO (THEORY 4.5): online DPO's sampler pair ``(pi^(t), pi^(t))`` with the pair loss
-    ``(l(tau+) - l(tau-) - 1/(2 tau_ipo))^2`` (summed log-probabilities)."""
+    ``(l(tau+) - l(tau-) - 1/(2 tau_ipo))^2`` (summed log-probabilities, as trl's online DPO and XPO
+    trainers; trl's offline ``DPOTrainer`` averages them over tokens for ``loss_type="ipo"``)."""
 
     tau_ipo: float = 0.1
     """IPO's regularization ``tau``: the loss pulls ``l(tau+) - l(tau-)`` to ``1/(2 tau_ipo)``."""

@@ -110,6 +110,7 @@ EngineState = namedtuple(
         "bonus_weight",  # (nc, L) COPO weight c / sqrt(N); 1 otherwise
         "value_per_context",  # (nc,) J_x of the current iterate
         "behaviour_cdf",  # (nc, L) or (1, 1)
+        "reference_cdf",  # (nc, L) cumulative pi_ref at the plan's temperature (arrays.ref_cdf at 1)
         "touched",  # (nc,) bool contexts with new data this round
         "solve_mask",  # (nc,) bool contexts to solve
         "changed",  # (nc,) bool contexts whose iterate changed
@@ -199,8 +200,8 @@ def draw_response(code: int, arrays: EnvArrays, view: IterateView, eng: EngineSt
         if temperature == 1.0:
             return view_sample(view, x, u)
         return view_sample_tempered(view, x, u, temperature, arrays.vocab_size, arrays.horizon, eng.scratch)
-    if code == SAMPLER_REFERENCE:
-        return cdf_search(arrays.ref_cdf[x], u)
+    if code == SAMPLER_REFERENCE:  # pi_ref at the plan's token temperature (trl samples both responses at 0.9)
+        return cdf_search(eng.reference_cdf[x], u)
     if code == SAMPLER_GREEDY:
         return view_sample_tempered(view, x, u, 0.0, arrays.vocab_size, arrays.horizon, eng.scratch)
     if code == SAMPLER_HISTORICAL:
@@ -322,9 +323,11 @@ def play_round(t: int, uniforms: np.ndarray, arrays: EnvArrays, plan, view: Iter
 
 
 @njit(cache=True)
-def begin_round(t: int, uniforms: np.ndarray, arrays: EnvArrays, plan, alpha_t: np.ndarray, view: IterateView,
+def begin_round(t: int, uniforms: np.ndarray, arrays: EnvArrays, plan, alpha: float, view: IterateView,
                 eng: EngineState, store: PairStore, separable: bool, consts) -> SolveProblem:
     """Everything of round ``t`` before the policy update; returns the :class:`SolveProblem`.
+
+    ``alpha`` is the bonus weight of round ``t``'s argmin.
 
     SE-POPO reset, the pairs (:func:`play_round`), the regret of ``pi^(t)``, which contexts to
     solve (those with new data; all contexts with data when ``alpha`` changed), the history flush
@@ -338,7 +341,6 @@ def begin_round(t: int, uniforms: np.ndarray, arrays: EnvArrays, plan, alpha_t: 
     batch = play_round(t, uniforms, arrays, plan, view, eng, store)
     # regret of the played iterate pi^(t) (one per query)
     eng.scalars[S_REGRET] += batch * (consts.optimal_value - eng.scalars[S_VALUE])
-    alpha = alpha_t[t - 1]
     alpha_changed = (t > 1 and alpha != eng.scalars[S_PREV_ALPHA] and plan.bonus_kind != BONUS_NONE
                      and plan.mode == MODE_PAPER)
     eng.scalars[S_PREV_ALPHA] = alpha
@@ -455,12 +457,13 @@ def end_round(t: int, arrays: EnvArrays, plan, view: IterateView, eng: EngineSta
 # ============================================================================ fused loops
 @njit(cache=True, nogil=True)
 def run_rounds_tabular(first_round: int, uniforms: np.ndarray, arrays: EnvArrays, plan, consts,
-                       alpha_t: np.ndarray, view: IterateView, eng: EngineState, store: PairStore,
+                       alpha_chunk: np.ndarray, view: IterateView, eng: EngineState, store: PairStore,
                        state: TabularState, ws: Workspace) -> None:
-    """Rounds ``first_round .. first_round + len(uniforms) - 1`` of a learner on the tabular class."""
+    """Rounds ``first_round .. first_round + len(uniforms) - 1`` of a learner on the tabular class
+    (``alpha_chunk[i]`` is the bonus weight of round ``first_round + i``)."""
     for i in range(uniforms.shape[0]):
         t = first_round + i
-        problem = begin_round(t, uniforms[i], arrays, plan, alpha_t, view, eng, store, True, consts)
+        problem = begin_round(t, uniforms[i], arrays, plan, alpha_chunk[i], view, eng, store, True, consts)
         if plan.mode == MODE_PAPER:
             # Alg.1 line: pi^(t+1) = argmin_pi alpha sum log pi(tau~) + L_DPO(pi; D)
             tabular_solve(state, view, arrays.leaf_logref, problem, ws, eng.solve_mask)
@@ -472,17 +475,22 @@ def run_rounds_tabular(first_round: int, uniforms: np.ndarray, arrays: EnvArrays
 
 
 @njit(cache=True, nogil=True)
-def collect_offline_tabular(uniforms: np.ndarray, arrays: EnvArrays, plan, consts, view: IterateView,
-                            eng: EngineState, store: PairStore, state: TabularState, ws: Workspace) -> None:
-    """Offline learners: draw all ``n`` pairs (no update in between), then one argmin of every context."""
-    any_data = np.zeros(view.n_slots.shape[0], dtype=np.bool_)
-    alpha_t = np.zeros(uniforms.shape[0] + 1)
+def collect_offline_pairs(first: int, uniforms: np.ndarray, arrays: EnvArrays, plan, view: IterateView,
+                          eng: EngineState, store: PairStore, any_data: np.ndarray) -> None:
+    """Offline learners: draw pairs ``first .. first + len(uniforms) - 1`` (no update in between);
+    ``any_data[x]`` becomes true for every context that got a pair."""
     for i in range(uniforms.shape[0]):
-        play_round(i + 1, uniforms[i], arrays, plan, view, eng, store)
+        play_round(first + i, uniforms[i], arrays, plan, view, eng, store)
         for x in range(any_data.shape[0]):
             any_data[x] = any_data[x] or eng.touched[x]
+
+
+@njit(cache=True, nogil=True)
+def solve_offline_tabular(arrays: EnvArrays, plan, consts, view: IterateView, eng: EngineState,
+                          store: PairStore, state: TabularState, ws: Workspace, any_data: np.ndarray) -> None:
+    """Offline learners on the tabular class: one argmin of every context with data."""
     problem = SolveProblem(store, eng.bonus_count, eng.bonus_weight, eng.loss_ref_logp, plan.pair_kind,
-                           plan.pair_param, plan.bonus_kind, alpha_t[0], consts.beta, eng.changed, eng.counters,
+                           plan.pair_param, plan.bonus_kind, 0.0, consts.beta, eng.changed, eng.counters,
                            eng.batch_context, eng.batch_chosen, eng.batch_rejected, eng.batch_bonus, 0, False)
     tabular_solve(state, view, arrays.leaf_logref, problem, ws, any_data)
     refresh_values(arrays, view, eng, consts.beta, True)
@@ -490,13 +498,14 @@ def collect_offline_tabular(uniforms: np.ndarray, arrays: EnvArrays, plan, const
 
 @njit(cache=True, nogil=True)
 def run_rounds_finite(first_round: int, uniforms: np.ndarray, arrays: EnvArrays, plan, consts,
-                      alpha_t: np.ndarray, view: IterateView, eng: EngineState, store: PairStore,
+                      alpha_chunk: np.ndarray, view: IterateView, eng: EngineState, store: PairStore,
                       state: FiniteState) -> None:
-    """Rounds of a learner on the finite class (exact argmin by enumeration, paper mode only)."""
+    """Rounds of a learner on the finite class (exact argmin by enumeration, paper mode only;
+    ``alpha_chunk[i]`` is the bonus weight of round ``first_round + i``)."""
     recompute = plan.reference_mode == REFERENCE_PREVIOUS
     for i in range(uniforms.shape[0]):
         t = first_round + i
-        problem = begin_round(t, uniforms[i], arrays, plan, alpha_t, view, eng, store, False, consts)
+        problem = begin_round(t, uniforms[i], arrays, plan, alpha_chunk[i], view, eng, store, False, consts)
         # Alg.1 line: pi^(t+1) = argmin over the class (enumeration)
         finite_solve(state, view, problem, eng.batch_context, eng.batch_chosen, eng.batch_rejected,
                      eng.batch_bonus, plan.batch_size, eng.solve_mask, recompute)
@@ -504,14 +513,9 @@ def run_rounds_finite(first_round: int, uniforms: np.ndarray, arrays: EnvArrays,
 
 
 @njit(cache=True, nogil=True)
-def collect_offline_finite(uniforms: np.ndarray, arrays: EnvArrays, plan, consts, view: IterateView,
-                           eng: EngineState, store: PairStore, state: FiniteState) -> None:
-    """Offline learners on the finite class: all pairs first, then one argmin."""
-    any_data = np.zeros(view.n_slots.shape[0], dtype=np.bool_)
-    for i in range(uniforms.shape[0]):
-        play_round(i + 1, uniforms[i], arrays, plan, view, eng, store)
-        for x in range(any_data.shape[0]):
-            any_data[x] = any_data[x] or eng.touched[x]
+def solve_offline_finite(arrays: EnvArrays, plan, consts, view: IterateView, eng: EngineState,
+                         store: PairStore, state: FiniteState, any_data: np.ndarray) -> None:
+    """Offline learners on the finite class: one argmin (enumeration) over all the pairs."""
     problem = SolveProblem(store, eng.bonus_count, eng.bonus_weight, eng.loss_ref_logp, plan.pair_kind,
                            plan.pair_param, plan.bonus_kind, 0.0, consts.beta, eng.changed, eng.counters,
                            eng.batch_context, eng.batch_chosen, eng.batch_rejected, eng.batch_bonus, 0, False)

@@ -21,8 +21,8 @@ from xposim.learners.config import (
     MODE_PAPER,
     SAMPLER_BEHAVIOUR,
     UNIFORMS_PER_PAIR,
+    AlphaBlocks,
     LearnerConfig,
-    alpha_values,
 )
 from xposim.policies.base import (
     FINITE_CODE,
@@ -36,6 +36,7 @@ from xposim.policies.base import (
     view_leaf_logprobs_into,
 )
 from xposim.policies.tabular import N_COUNTERS, TabularClass, new_workspace
+from xposim.resources import check_memory
 from xposim.seeding import SeedLike, as_seed_sequence
 
 #: Rounds per chunk of pre-drawn uniforms (memory ``chunk * 5 * B`` floats).
@@ -108,6 +109,30 @@ def check_checkpoints(checkpoints, rounds: int) -> np.ndarray:
     return np.unique(array.astype(np.int64))
 
 
+#: float64 arrays of shape ``(n_contexts, n_leaves)`` a run holds (environment copies, iterate,
+#: engine state, class state): an upper estimate for the built-in classes.
+_LEAF_ARRAYS_PER_RUN = 24
+
+
+def estimate_run_bytes(env: TokenMDP, learner: LearnerConfig, rounds: int, n_checkpoints: int,
+                       chunk_rounds: int = CHUNK_ROUNDS) -> int:
+    """Bytes one :func:`run_learner` call allocates (its large arrays), for memory checks.
+
+    ``_LEAF_ARRAYS_PER_RUN`` per-leaf arrays, the pair store and the solver's per-edge scratch
+    (about 16 words per distinct pair, at most ``n_contexts L (L - 1)`` pairs or ``rounds *
+    batch_size``), one block of uniforms and alphas, and the checkpoint table.
+    """
+    n_contexts, n_leaves = int(env.n_contexts), int(env.n_leaves)
+    batch = int(getattr(learner, "batch_size", 1))
+    pairs = rounds * batch if not learner.is_offline else (learner.n_pairs or rounds)
+    pairs = min(pairs, n_contexts * n_leaves * max(n_leaves - 1, 1))
+    block = min(chunk_rounds, rounds * batch)
+    words = (_LEAF_ARRAYS_PER_RUN * n_contexts * (n_leaves + 1) + 16 * pairs + block * (UNIFORMS_PER_PAIR + 1)
+             + n_checkpoints * engine.N_METRICS + learner.solver.dense_limit ** 2
+             + learner.solver.restarts * (n_leaves + 1))
+    return 8 * words
+
+
 @dataclasses.dataclass
 class RunResult:
     """Output of :func:`run_learner`.
@@ -163,8 +188,31 @@ def _behaviour_cdf(env: TokenMDP, learner: LearnerConfig, plan) -> np.ndarray:
     return np.ascontiguousarray(cdf)
 
 
+def tempered_reference_cdf(env: TokenMDP, arrays: EnvArrays, temperature: float) -> np.ndarray:
+    """Cumulative trajectory distribution of ``pi_ref`` at token temperature ``T``, in leaf order.
+
+    Per state ``pi_T(a|s) = pi_ref(a|s)^{1/T} / sum_b pi_ref(b|s)^{1/T}`` (``T = 0``: the argmax
+    token, ties to the lowest), as trl's generation samples both responses at ``T`` (0.9 by default).
+    ``T = 1`` is ``arrays.ref_cdf`` itself.
+    """
+    if temperature == 1.0:
+        return arrays.ref_cdf
+    with np.errstate(divide="ignore"):
+        logits = np.log(env.ref_probs)
+    if temperature == 0.0:
+        token_policy = exact.greedy_policy(logits)
+    else:
+        scaled = logits / temperature
+        top = scaled.max(axis=2, keepdims=True)
+        weights = np.exp(scaled - top)
+        token_policy = weights / weights.sum(axis=2, keepdims=True)
+    cdf = np.cumsum(np.exp(exact.trajectory_logprobs(env, token_policy)), axis=1)
+    cdf /= cdf[:, -1:]
+    return np.ascontiguousarray(cdf)
+
+
 def _new_engine_state(arrays: EnvArrays, view: IterateView, plan, checkpoints: np.ndarray,
-                      behaviour_cdf: np.ndarray) -> engine.EngineState:
+                      behaviour_cdf: np.ndarray, reference_cdf: np.ndarray) -> engine.EngineState:
     n_contexts, n_leaves = arrays.leaf_logref.shape
     batch = plan.batch_size
     loss_ref = np.full((n_contexts, n_leaves), -np.inf)
@@ -184,6 +232,7 @@ def _new_engine_state(arrays: EnvArrays, view: IterateView, plan, checkpoints: n
         bonus_weight=np.ones((n_contexts, n_leaves)),
         value_per_context=np.zeros(n_contexts),
         behaviour_cdf=behaviour_cdf,
+        reference_cdf=reference_cdf,
         touched=np.zeros(n_contexts, dtype=np.bool_),
         solve_mask=np.zeros(n_contexts, dtype=np.bool_),
         changed=np.zeros(n_contexts, dtype=np.bool_),
@@ -239,7 +288,10 @@ def run_learner(
         raise ValueError(
             f"mode='trl' needs a policy class with gradient steps; policy_class {pclass.name!r} has none"
         )
-    alpha_t = alpha_values(learner.resolved_alpha(), beta, rounds)
+    check_memory(estimate_run_bytes(env, learner, rounds, len(checkpoints)),
+                 f"run_learner({learner.label!r}, rounds={rounds}) on an environment with {env.n_leaves} leaves",
+                 "use fewer checkpoints or a smaller environment")
+    alpha_blocks = AlphaBlocks(learner.resolved_alpha(), beta, rounds)
     arrays = env_arrays(env)
     if optimal_value is None:
         optimal_value = exact.solve(env, beta).value
@@ -251,21 +303,29 @@ def run_learner(
     state = pclass.create_state(env, arrays, beta, settings, restart_pool=restart_pool)
     view = pclass.initial_view(arrays, state)
     behaviour_cdf = _behaviour_cdf(env, learner, plan)
-    eng = _new_engine_state(arrays, view, plan, checkpoints, behaviour_cdf)
+    eng = _new_engine_state(arrays, view, plan, checkpoints, behaviour_cdf,
+                            tempered_reference_cdf(env, arrays, plan.temperature))
     width = UNIFORMS_PER_PAIR * plan.batch_size
     max_pairs = n_contexts * n_leaves * max(n_leaves - 1, 1)
 
+    chunk_rounds = check_rounds(chunk_rounds)
     if learner.is_offline:
         n_pairs = learner.n_pairs if learner.n_pairs is not None else rounds
         store = new_store(n_contexts, n_leaves, min(n_pairs, max_pairs))
         ws = new_workspace(n_leaves, min(n_pairs, max_pairs), settings.dense_limit) if pclass.builtin_code == TABULAR_CODE else None
-        uniforms = rng.random((n_pairs, width))
-        if pclass.builtin_code == TABULAR_CODE:
-            engine.collect_offline_tabular(uniforms, arrays, plan, consts, view, eng, store, state, ws)
-        elif pclass.builtin_code == FINITE_CODE:
-            engine.collect_offline_finite(uniforms, arrays, plan, consts, view, eng, store, state)
-        else:
+        if pclass.builtin_code not in (TABULAR_CODE, FINITE_CODE):
             raise ValueError(f"offline learners are implemented for the built-in classes only, not {pclass.name!r}")
+        # all n pairs first (drawn block by block: the same stream as one draw of n rows), then one argmin
+        any_data = np.zeros(n_contexts, dtype=np.bool_)
+        first = 1
+        while first <= n_pairs:
+            n = min(chunk_rounds, n_pairs - first + 1)
+            engine.collect_offline_pairs(first, rng.random((n, width)), arrays, plan, view, eng, store, any_data)
+            first += n
+        if pclass.builtin_code == TABULAR_CODE:
+            engine.solve_offline_tabular(arrays, plan, consts, view, eng, store, state, ws, any_data)
+        else:
+            engine.solve_offline_finite(arrays, plan, consts, view, eng, store, state, any_data)
         engine.record_metrics(0, 0, 1, arrays, view, eng, consts, True)
         row = eng.metrics[0].copy()
         for i, t in enumerate(checkpoints):
@@ -278,28 +338,30 @@ def run_learner(
 
     capacity = min(rounds * plan.batch_size, max_pairs) if plan.mode == MODE_PAPER else 1
     store = new_store(n_contexts, n_leaves, capacity)
+    chunk = max(1, chunk_rounds // plan.batch_size)
+    alpha_chunk = alpha_blocks.block(1, min(chunk, rounds))
     engine.refresh_values(arrays, view, eng, beta, True)
     eng.scalars[engine.S_BEST] = optimal_value - eng.scalars[engine.S_VALUE]
-    eng.scalars[engine.S_PREV_ALPHA] = alpha_t[0]
+    eng.scalars[engine.S_PREV_ALPHA] = alpha_chunk[0]
     if checkpoints[0] == 0:
         engine.record_metrics(0, 0, plan.batch_size, arrays, view, eng, consts, False)
         eng.next_checkpoint[0] = 1
     ws = None
     if pclass.builtin_code == TABULAR_CODE:
         ws = new_workspace(n_leaves, max(capacity, plan.batch_size), settings.dense_limit)
-    chunk_rounds = check_rounds(chunk_rounds)
-    chunk = max(1, chunk_rounds // plan.batch_size)
     t = 1
     while t <= rounds:
         n = min(chunk, rounds - t + 1)
         started = time.perf_counter()
         uniforms = rng.random((n, width))
+        if t > 1:
+            alpha_chunk = alpha_blocks.block(t, n)
         if pclass.builtin_code == TABULAR_CODE:
-            engine.run_rounds_tabular(t, uniforms, arrays, plan, consts, alpha_t, view, eng, store, state, ws)
+            engine.run_rounds_tabular(t, uniforms, arrays, plan, consts, alpha_chunk, view, eng, store, state, ws)
         elif pclass.builtin_code == FINITE_CODE:
-            engine.run_rounds_finite(t, uniforms, arrays, plan, consts, alpha_t, view, eng, store, state)
+            engine.run_rounds_finite(t, uniforms, arrays, plan, consts, alpha_chunk, view, eng, store, state)
         else:
-            _generic_rounds(pclass, t, uniforms, arrays, plan, consts, alpha_t, view, eng, store, state)
+            _generic_rounds(pclass, t, uniforms, arrays, plan, consts, alpha_chunk, view, eng, store, state)
         if on_chunk is not None:
             on_chunk(t, t + n - 1, time.perf_counter() - started)
         t += n
@@ -307,13 +369,13 @@ def run_learner(
                      eng.counters.copy(), float(eng.scalars[engine.S_VALUE]), store, state, eng)
 
 
-def _generic_rounds(pclass: PolicyClass, first_round: int, uniforms: np.ndarray, arrays, plan, consts, alpha_t,
+def _generic_rounds(pclass: PolicyClass, first_round: int, uniforms: np.ndarray, arrays, plan, consts, alpha_chunk,
                     view, eng, store, state) -> None:
     """The round loop for classes without a fused loop: jitted round logic, Python-level class update."""
     separable = bool(pclass.is_context_separable)
     for i in range(uniforms.shape[0]):
         t = first_round + i
-        problem = engine.begin_round(t, uniforms[i], arrays, plan, alpha_t, view, eng, store, separable, consts)
+        problem = engine.begin_round(t, uniforms[i], arrays, plan, alpha_chunk[i], view, eng, store, separable, consts)
         if plan.mode == MODE_PAPER:
             pclass.solve(problem, state, view, eng.solve_mask)
         else:
@@ -323,4 +385,4 @@ def _generic_rounds(pclass: PolicyClass, first_round: int, uniforms: np.ndarray,
         engine.end_round(t, arrays, plan, view, eng, consts)
 
 
-__all__ = ["RunResult", "run_learner", "default_checkpoints", "check_checkpoints", "resolve_policy_class"]
+__all__ = ["RunResult", "run_learner", "estimate_run_bytes", "default_checkpoints", "check_checkpoints", "resolve_policy_class"]

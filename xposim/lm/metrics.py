@@ -3,9 +3,10 @@
 Per round ``t`` the log has one row (tidy: one row per round; round 0 is the initial policy
 ``pi^(1) = pi_ref``). Two groups of columns:
 
-**Batch metrics** (trl's names and trl's conventions: computed on the round's freshly labelled
+**Batch metrics** (trl's names, computed as trl computes them on the round's freshly labelled
 pairs with the policy ``pi^(t)`` that generated them, before the update, log-probabilities at
-temperature 1; ``l(y) = log pi(y) - log pi_ref(y)``):
+temperature 1; ``l(y) = log pi(y) - log pi_ref(y)``), except where stated under "Where trl
+differs" below:
 
 * ``rewards/chosen``, ``rewards/rejected``: batch means of the implicit rewards ``beta l(y+)``,
   ``beta l(y-)``; ``rewards/margins``: mean of ``beta (l(y+) - l(y-))``; ``rewards/accuracies``:
@@ -26,6 +27,17 @@ temperature 1; ``l(y) = log pi(y) - log pi_ref(y)``):
   XPO half of the completions come from ``pi_ref``, where ``E_{pi_ref}[l] = -KL(pi_ref || pi) <= 0``:
   trl's XPO number averages a KL-like term with a negative reverse KL and can stay near 0 (or go
   negative) while the true KL grows.
+
+Where trl differs (checked against trl's ``OnlineDPOTrainer`` and ``XPOTrainer`` sources, which
+ship under ``trl.experimental`` since trl 0.29 removed their ``trl.trainer`` aliases):
+
+* ``logps/chosen`` / ``logps/rejected``: trl's ``XPOTrainer`` logs the policy's log-probability
+  *plus* the reference's (a known trl bug); xposim logs the policy's ``log pi(y+)``, ``log pi(y-)``
+  as trl's ``OnlineDPOTrainer`` does.
+* ``objective/scores_margin``: trl's ``OnlineDPOTrainer`` logs the true reward of the chosen minus
+  the rejected response (so it is ``>= 0`` with a reward-model judge); xposim logs first (policy)
+  minus second (``tau~`` for XPO) response, the difference of ``objective/model_scores`` and
+  ``objective/ref_scores``, which says whether the policy's samples beat the comparator's.
 
 **Evaluation metrics** of the iterate after the update, ``pi^(t+1)``:
 

@@ -25,7 +25,7 @@ Modes (THEORY 4.4 "Practice"):
 * ``mode="paper"``: all pairs are kept; step 4 is approximated by ``epochs_per_round`` epochs of
   minibatch AdamW over all of ``D`` (warm-started from ``pi^(t)``); labels from the task's
   preference oracle (Bradley–Terry by default); sampling at temperature 1.
-* ``mode="trl"``: what trl's former ``XPOTrainer`` / ``OnlineDPOTrainer`` did: one gradient step
+* ``mode="trl"``: what trl's ``XPOTrainer`` / ``OnlineDPOTrainer`` do (under ``trl.experimental`` since trl 0.29): one gradient step
   on each fresh batch (no data kept), argmax labels (the higher true reward wins, ties to the
   first = policy response, trl's ``model_scores >= ref_scores``), both responses sampled at
   temperature 0.9 while every log-probability is scored at temperature 1, ``alpha = 1e-5``.

@@ -1,6 +1,6 @@
 """Autoregressive sampling from a :class:`~xposim.lm.model.Transformer`.
 
-Practice mode (THEORY section 4.4, trl's former ``XPOTrainer``) samples at temperature 0.9 but
+Practice mode (THEORY section 4.4, trl's ``XPOTrainer`` in ``trl.experimental``) samples at temperature 0.9 but
 scores the samples at temperature 1, so :func:`sample` returns both: the log-probabilities of
 the drawn tokens under ``pi`` itself (temperature 1) and under the sampling distribution
 ``softmax(logits / temperature)``. Temperature 0 is greedy decoding (argmax, ties to the lowest

@@ -73,6 +73,9 @@ def ipo_pair(l_chosen: float, l_rejected: float, tau_ipo: float) -> tuple[float,
 
     ``beta`` cancels out of the IPO loss, so it is not an argument. Minimum (0) at
     ``l_chosen - l_rejected = 1/(2 tau_ipo)``. Derivatives ``+-2 (l_chosen - l_rejected - 1/(2 tau_ipo))``.
+    ``l`` is the *summed* log-ratio of the response, as trl's online DPO and XPO trainers use it
+    (``tau_ipo`` = their ``beta``); trl's offline ``DPOTrainer`` averages the log-probabilities over
+    tokens for ``loss_type="ipo"`` instead, which differs by the response length.
     """
     d = (l_chosen - l_rejected) - 0.5 / tau_ipo
     return d * d, 2.0 * d, -2.0 * d

@@ -1,9 +1,11 @@
-"""``practice`` (E9): XPO as the paper states it against XPO as practice ran it (trl's former
-``XPOTrainer``): the difference measured, not assumed.
+"""``practice`` (E9): XPO as the paper states it against XPO as practice runs it (trl's
+``XPOTrainer``, under ``trl.experimental`` since trl 0.29 dropped the ``trl.trainer`` alias): the
+difference measured, not assumed.
 
 Variants (THEORY 4.4): ``xpo`` — paper mode (argmin over all data, Bradley–Terry labels,
 temperature 1); ``xpo_trl`` — trl mode (one projected gradient step on the fresh batch, argmax
-labels with ties to the first sample, ``alpha = 1e-5``, sampling temperature 0.9);
+labels with ties to the first sample, ``alpha = 1e-5``, both responses sampled at temperature 0.9
+and scored at 1);
 ``xpo_paper_argmax`` (paper mode with argmax labels) and ``xpo_trl_bt`` (trl mode with BT labels)
 separate the two main changes. Instances: the Proposition 2.1 two-arm instance and a random
 token MDP.
