@@ -66,16 +66,16 @@ def main() -> None:
         env = random_token_mdp(1, vocab_size, horizon, seed=0, reward="dense")
         tree_bytes = env.ref_probs.nbytes
         repeats = 3 if env.n_leaves >= 10**6 else 7
-        log_ref, rewards = env.log_ref_probs, env.rewards
+        ref, log_ref, rewards = env.ref_probs, env.log_ref_probs, env.rewards
         solution = exact.solve(env, BETA)
         tasks = {
             "solve": (
                 lambda: exact.solve(env, BETA),
-                lambda: exact_numpy.soft_value_iteration_numpy(log_ref, rewards, BETA),
+                lambda: exact_numpy.soft_value_iteration_numpy(ref, log_ref, rewards, BETA),
             ),
             "evaluate": (
                 lambda: exact.evaluate(env, solution.policy, BETA),
-                lambda: exact_numpy.policy_reward_and_kl_numpy(solution.policy, log_ref, rewards),
+                lambda: exact_numpy.policy_reward_and_kl_numpy(solution.policy, ref, rewards),
             ),
         }
         for task, (numba_call, numpy_call) in tasks.items():

@@ -201,10 +201,11 @@ def test_from_functions_rejects_degenerate_trees(vocab_size, horizon, match):
         TokenMDP.from_functions([1.0], vocab_size, horizon, ref=None, reward=None)
 
 
-def test_too_large_tree_is_refused_before_any_call_or_allocation():
+def test_too_large_tree_is_refused_before_any_call_or_allocation(monkeypatch):
     def never(*args):
         raise AssertionError("called before the size check")
 
+    monkeypatch.setenv("XPOSIM_MEMORY_LIMIT", str(8 << 30))  # 8 GiB, whatever the machine has
     vocab_size, horizon = 10, 9
     entries = tree.n_states(vocab_size, horizon) * vocab_size * 2
     tracemalloc.start()
@@ -214,21 +215,156 @@ def test_too_large_tree_is_refused_before_any_call_or_allocation():
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert f"{entries:,}" in str(error.value)
-    assert f"{tree.MAX_TREE_ENTRIES:,}" in str(error.value)
+    message = str(error.value)
+    assert f"{entries:,}" in message and "1,000,000,000 leaves per context" in message
+    # both numbers: what the request needs (5 arrays of 2.2e9 float64 = 82.8 GiB) and what there is
+    assert "needs about 82.8 GiB" in message and "8.0 GiB available" in message
     assert peak < 10_000_000
     for build in (
         lambda: needle(10, 9, 0.1, n_contexts=2),
         lambda: random_token_mdp(2, 10, 9, seed=0),
         lambda: linear_token_mdp(2, 10, 9, 3, seed=0),
     ):
-        with pytest.raises(ValueError, match="limit is"):
+        with pytest.raises(ValueError, match="more than this machine can give"):
             build()
+    # an explicit entry cap still works
+    with pytest.raises(ValueError, match="the limit is 100,000,000 entries"):
+        tree.check_enumerable(2, 10, 8, limit=tree.MAX_TREE_ENTRIES)
 
 
 def test_from_functions_checks_the_returned_shapes():
     with pytest.raises(ValueError, match=r"ref\(context, prefix\) must return shape \(vocab_size,\) = \(2,\)"):
         TokenMDP.from_functions([1.0], 2, 1, ref=lambda x, p: [1.0], reward=lambda x, p, a: 0.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(ref_probs=GOOD_REF + 0j), r"ref_probs must be an array of real numbers .*complex128 \(the imaginary part"),
+        (dict(ref_probs=GOOD_REF > 0), "ref_probs must be an array of real numbers .*dtype bool"),
+        (dict(ref_probs=GOOD_REF.astype(object)), "ref_probs must be an array of real numbers .*dtype object"),
+        (dict(rho=np.array([0.5, 0.5], dtype=object)), "rho must be an array of real numbers .*dtype object"),
+        (dict(rho=[True, False]), "rho must be an array of real numbers .*dtype bool"),
+        (dict(rewards=GOOD_REW + 1j), "rewards must be an array of real numbers .*complex"),
+        (dict(features=np.ones((2, 4, 1), dtype=complex)), "features must be an array of real numbers .*complex"),
+        (dict(rewards=np.full((2, 3, 2), "0")), "rewards must be an array of real numbers .*dtype <U1"),
+    ],
+)
+def test_complex_bool_and_object_arrays_are_refused(kwargs, match):
+    """Complex arrays used to lose their imaginary part silently; bool and object arrays were cast."""
+    arguments = dict(rho=GOOD_RHO, ref_probs=GOOD_REF, rewards=GOOD_REW)
+    arguments.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        TokenMDP.from_arrays(**arguments)
+    with pytest.raises(ValueError, match="leaf_rewards must be an array of real numbers .*complex"):
+        TokenMDP.terminal_only(GOOD_RHO, GOOD_REF, np.zeros((2, 4), dtype=complex))
+    # integer arrays stay welcome
+    env = TokenMDP.from_arrays([1, 0], np.array([[[1, 0]], [[0, 1]]]), np.zeros((2, 1, 2), dtype=np.int64))
+    assert env.ref_probs.dtype == np.float64 and env.rho.tolist() == [1.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    "ref,reward,features,match",
+    [
+        (None, lambda x, p, a: "abc", None, r"reward\(context, prefix, token\) must return a real number, got 'abc' .*context 0, prefix \(\), token 0"),
+        (None, lambda x, p, a: None if p == (1,) else 0.1, None, r"reward\(context, prefix, token\) must return a real number, got None .*prefix \(1,\), token 0"),
+        (None, lambda x, p, a: True, None, r"reward\(context, prefix, token\) must return a real number, got True"),
+        (None, lambda x, p, a: 0.1 + 1j, None, r"reward\(context, prefix, token\) must return a real number, got \(0.1\+1j\)"),
+        (None, lambda x, p, a: [0.1, 0.2], None, r"reward\(context, prefix, token\) must return a real number, got \[0.1, 0.2\] \(shape \(2,\)\)"),
+        (lambda x, p: ["a", "b"], None, None, r"ref\(context, prefix\) must return shape \(vocab_size,\) = \(2,\) real numbers, got \['a', 'b'\] .*context 0, prefix \(\)"),
+        (lambda x, p: None, None, None, r"ref\(context, prefix\) must return .*got None .*context 0, prefix \(\)"),
+        (None, None, lambda x, t: "phi", r"features\(context, tokens\) must return one 1-d shape \(d,\) of real numbers, got 'phi' .*context 0, tokens \(0, 0\)"),
+        (None, None, lambda x, t: [1.0] * (1 + t[1]), r"features\(context, tokens\) must return one 1-d shape \(d,\) = \(1,\) .*tokens \(0, 1\)"),
+    ],
+)
+def test_from_functions_names_the_callable_and_prefix_of_a_bad_return(ref, reward, features, match):
+    with pytest.raises(ValueError, match=match):
+        TokenMDP.from_functions(
+            [1.0], 2, 2,
+            ref=ref or (lambda x, p: [0.5, 0.5]),
+            reward=reward or (lambda x, p, a: 0.1),
+            features=features,
+        )
+
+
+def test_from_functions_accepts_real_number_types():
+    from fractions import Fraction
+
+    env = TokenMDP.from_functions(
+        [1.0], 2, 2, ref=lambda x, p: (Fraction(1, 4), 0.75), reward=lambda x, p, a: Fraction(1, 4) + np.float32(0)
+    )
+    assert env.trajectory_rewards.tolist() == [[0.5, 0.5, 0.5, 0.5]]
+
+
+def test_huge_trees_are_described_without_failing():
+    """``needle(2, 20000)`` used to fail inside its own message (Python's 4300-digit limit)."""
+    with pytest.raises(ValueError, match=r"2\^20000 \(about 4e6020\) leaves per context") as error:
+        needle(2, 20000, 0.1)
+    assert "available" in str(error.value)
+    with pytest.raises(ValueError, match=r"2\^1000000000 \(about 4\.6e301029995\) leaves"):
+        random_token_mdp(1, 2, 10**9, seed=0)  # instant: nothing of that size is formed
+    assert tree.describe_count(2, 20) == "1,048,576"
+
+
+def test_limit_is_the_memory_a_request_needs_against_what_is_available(monkeypatch):
+    """A = 2, H = 25 (67M entries) was accepted by a fixed entry limit although building H = 23
+    peaked at 5.4 GB; now the estimate (5 arrays) is compared with the available memory."""
+    monkeypatch.setenv("XPOSIM_MEMORY_LIMIT", str(1 << 30))
+    with pytest.raises(ValueError) as error:
+        random_token_mdp(1, 2, 25, seed=0)
+    message = str(error.value)
+    assert "horizon=25" in message and "67,108,862 (context, state, token) entries" in message
+    assert "needs about 2.5 GiB" in message and "1.0 GiB available" in message
+    tree.check_enumerable(1, 2, 20)  # 5 arrays of 2,097,150 float64 = 80 MiB: fits in the 1 GiB
+    monkeypatch.setenv("XPOSIM_MEMORY_LIMIT", str(64 << 20))
+    with pytest.raises(ValueError, match=r"needs about 80\.0 MiB .*64\.0 MiB available"):
+        tree.check_enumerable(1, 2, 20)
+
+
+def test_building_costs_a_small_multiple_of_one_array():
+    """Peak memory of building (tracemalloc) <= BUILD_PER_TOKEN_ARRAYS per-token arrays; it was
+    18 to 56 when the trajectory sums gathered along (n_leaves, H) index arrays (A = 2, H = 16:
+    random_token_mdp 36, needle 56)."""
+    rho, ref, rewards, _ = random_arrays(1, 2, 16)
+    builds = {
+        "random_token_mdp": lambda: random_token_mdp(1, 2, 16, seed=0),
+        "random_token_mdp dense": lambda: random_token_mdp(2, 4, 8, seed=0, reward="dense"),
+        "needle": lambda: needle(2, 16, 0.1, seed=3),
+        "from_arrays": lambda: TokenMDP.from_arrays(rho, ref, rewards, r_max=1.0),  # inputs not counted
+    }
+    for name, build in builds.items():
+        tracemalloc.start()
+        try:
+            env = build()
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.reset_peak()
+            before, _ = tracemalloc.get_traced_memory()
+            env.trajectory_ref_logprobs
+            _, derived_peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        array = env.ref_probs.nbytes
+        assert array >= 500_000, name  # large enough that fixed overheads do not count
+        assert peak <= tree.BUILD_PER_TOKEN_ARRAYS * array, (name, peak / array)
+        assert derived_peak - before <= 3 * array, (name, (derived_peak - before) / array)
+    tracemalloc.start()
+    try:
+        env = linear_token_mdp(1, 2, 16, 3, seed=0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak <= (tree.BUILD_PER_TOKEN_ARRAYS + 3 * 3) * env.ref_probs.nbytes
+
+
+def test_path_sums_match_the_gather_along_paths():
+    rng = np.random.default_rng(9)
+    for vocab_size, horizon in SHAPES:
+        values = rng.normal(size=(2, tree.n_states(vocab_size, horizon), vocab_size, 3))
+        gathered = values[:, tree.leaf_path_states(vocab_size, horizon), tree.leaf_tokens(vocab_size, horizon)].sum(axis=2)
+        np.testing.assert_allclose(tree.path_sums(values), gathered, rtol=0, atol=1e-13)
+        np.testing.assert_allclose(tree.path_sums(values[..., 0]), gathered[..., 0], rtol=0, atol=1e-13)
+        for k in range(vocab_size**horizon):
+            assert tree.leaf_tokens_of(k, vocab_size, horizon) == tuple(tree.leaf_tokens(vocab_size, horizon)[k])
 
 
 # ----------------------------------------------------------------------------- library

@@ -277,8 +277,8 @@ def test_soft_backup_kernel_returns_log_partition_and_writes_buffer():
     env = make_env(2, 2, 3, "terminal", seed=41)
     values = make_rng(43).normal(size=(env.n_contexts, env.n_leaves))
     out = np.full(env.ref_probs.shape, np.nan)
-    log_partition = kernels.soft_backup_leaf_values(env.log_ref_probs, values, 0.5, out)
-    expected_log_policy, expected_log_partition = exact_numpy.soft_backup_leaf_values_numpy(env.log_ref_probs, values, 0.5)
+    log_partition = kernels.soft_backup_leaf_values(env.ref_probs, env.log_ref_probs, values, 0.5, out)
+    expected_log_policy, expected_log_partition = exact_numpy.soft_backup_leaf_values_numpy(env.ref_probs, env.log_ref_probs, values, 0.5)
     np.testing.assert_allclose(log_partition, expected_log_partition, rtol=1e-13, atol=1e-13)
     np.testing.assert_allclose(out, expected_log_policy, rtol=1e-13, atol=1e-13)
 
@@ -286,14 +286,14 @@ def test_soft_backup_kernel_returns_log_partition_and_writes_buffer():
 # ----------------------------------------------------------------------------- numba vs numpy
 @pytest.mark.fast
 @pytest.mark.parametrize("case", ["dense", "terminal", "zero_reference"])
-def test_kernels_match_numpy_reference(case):
+@pytest.mark.parametrize("beta", [1e-6, 0.3, 1e17])
+def test_kernels_match_numpy_reference(case, beta):
     if case == "zero_reference":
         env = env_with_zero_reference()
     else:
         env = make_env(2, 3, 3, case, seed=47)
-    beta = 0.3
     solution = exact.solve(env, beta)
-    policy, log_policy, q, v = exact_numpy.soft_value_iteration_numpy(env.log_ref_probs, env.rewards, beta)
+    policy, log_policy, q, v = exact_numpy.soft_value_iteration_numpy(env.ref_probs, env.log_ref_probs, env.rewards, beta)
     np.testing.assert_allclose(solution.policy, policy, rtol=1e-13, atol=1e-15)
     np.testing.assert_array_equal(solution.log_policy == -np.inf, log_policy == -np.inf)
     finite = np.isfinite(log_policy)
@@ -302,17 +302,17 @@ def test_kernels_match_numpy_reference(case):
     np.testing.assert_allclose(solution.V, v, rtol=1e-13, atol=1e-14)
     for candidate in (solution.policy, random_policy(env, 53, sparse=True), env.ref_probs):
         evaluation = exact.evaluate(env, candidate, beta)
-        reward, kl = exact_numpy.policy_reward_and_kl_numpy(candidate, env.log_ref_probs, env.rewards)
+        reward, kl = exact_numpy.policy_reward_and_kl_numpy(candidate, env.ref_probs, env.rewards)
         np.testing.assert_allclose(evaluation.reward_per_context, reward, rtol=1e-13, atol=1e-14)
-        np.testing.assert_allclose(evaluation.kl_per_context, np.maximum(kl, 0.0), rtol=1e-12, atol=1e-14)
-    logprobs = exact.trajectory_logprobs(env, solution.policy)
+        np.testing.assert_allclose(evaluation.kl_per_context, np.maximum(kl, 0.0), rtol=1e-12, atol=0)
+    logprobs = exact.trajectory_logprobs(env, solution)  # from log pi*: no underflow at small beta
     expected = exact_numpy.trajectory_logprobs_numpy(log_policy)
     np.testing.assert_array_equal(logprobs == -np.inf, expected == -np.inf)
     finite = np.isfinite(expected)
     np.testing.assert_allclose(logprobs[finite], expected[finite], rtol=1e-13, atol=1e-13)
     values = make_rng(59).normal(size=(env.n_contexts, env.n_leaves))
     policy_f, log_partition = exact.policy_from_leaf_values(env, values, beta)
-    log_policy_f, log_partition_np = exact_numpy.soft_backup_leaf_values_numpy(env.log_ref_probs, values, beta)
+    log_policy_f, log_partition_np = exact_numpy.soft_backup_leaf_values_numpy(env.ref_probs, env.log_ref_probs, values, beta)
     np.testing.assert_allclose(policy_f, np.exp(log_policy_f), rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(log_partition, log_partition_np, rtol=1e-13, atol=1e-13)
 
@@ -426,10 +426,18 @@ def test_extreme_beta_gives_finite_numbers_and_correct_limits(beta):
 
 
 @pytest.mark.fast
-def test_beta_so_small_that_values_overflow_raises():
+def test_subnormal_beta_solves_to_the_greedy_limit_and_leaf_value_overflow_raises():
+    """The centred solver never forms ``Q/beta``: even ``beta = 1e-320`` gives the reward-greedy
+    optimum (it used to raise an overflow error). ``policy_from_leaf_values`` returns
+    ``log Z_f = f/beta``-scale numbers, which genuinely overflow, and still refuses."""
     env = make_env(1, 2, 2, "dense", seed=71)
-    with pytest.raises(ValueError, match="beta"):
-        exact.solve(env, 1e-320)
+    solution = exact.solve(env, 1e-320)
+    best = env.trajectory_rewards.max(axis=1)
+    np.testing.assert_allclose(solution.value_per_context, best, rtol=0, atol=1e-15)
+    assert np.all(solution.value_per_context <= best)
+    probabilities = exact.trajectory_probabilities(env, solution.policy)
+    np.testing.assert_array_equal(probabilities, env.trajectory_rewards == best[:, None])
+    assert not np.any(np.isnan(solution.log_policy))
     with pytest.raises(ValueError, match="beta"):
         exact.policy_from_leaf_values(env, np.full((1, env.n_leaves), 1e10), 1e-300)
 
@@ -546,3 +554,21 @@ def test_two_arm_instance_optimum_in_closed_form():
     z = p_a * math.exp(1.0 / beta) + (1.0 - p_a) * math.exp(0.5 / beta)
     assert solution.value == pytest.approx(beta * math.log(z), rel=1e-13)
     assert solution.policy[0, 0, 0] == pytest.approx(p_a * math.exp(1.0 / beta) / z, rel=1e-13)
+
+
+# ----------------------------------------------------------------------------- memory
+@pytest.mark.fast
+def test_solve_and_evaluate_refuse_what_cannot_fit(monkeypatch):
+    """The working memory (3 per-token outputs and env.log_ref_probs once: 4 arrays of 2,046
+    float64, plus 3 per-state arrays of 1,023: 87.9 KiB here) is checked against the available
+    memory, with both numbers in the message (requests below MEMORY_CHECK_BYTES skip the check)."""
+    env = make_env(1, 2, 10, "dense")
+    monkeypatch.setattr(exact, "MEMORY_CHECK_BYTES", 0)
+    monkeypatch.setenv("XPOSIM_MEMORY_LIMIT", str(64 << 10))
+    with pytest.raises(ValueError, match=r"exact\.solve on .*needs about 87\.9 KiB .*64\.0 KiB available"):
+        exact.solve(env, 0.1)
+    monkeypatch.setenv("XPOSIM_MEMORY_LIMIT", str(32 << 10))  # evaluate needs log_ref_probs and scratch: 40 KiB
+    with pytest.raises(ValueError, match=r"exact\.evaluate on .*needs about 40\.0 KiB .*32\.0 KiB available"):
+        exact.evaluate(env, env.ref_probs, 0.1)
+    monkeypatch.setenv("XPOSIM_MEMORY_LIMIT", str(1 << 30))
+    assert np.isfinite(exact.solve(env, 0.1).value)

@@ -18,6 +18,13 @@ and take raw arrays; :mod:`xposim.reference.exact_numpy` is the plain-numpy refe
 Conventions: log-probabilities of impossible events are ``-inf``; ``0 log 0 = 0`` in every
 expectation; contexts with ``rho(x) = 0`` do not enter expectations. A policy that puts mass on
 a token with ``pi_ref = 0`` has ``KL = +inf`` and ``J_beta = -inf`` (never NaN).
+
+Every ``beta > 0`` works, from 1e-300 to 1e300: :func:`solve` centres each soft maximum on the
+best token and takes ``log1p`` of a one-signed sum, :func:`evaluate` sums non-negative
+per-token KL terms (their docstrings give the formulas), and the exact implicit rewards of the
+optimum come from ``implicit_rewards(env, solution)`` (no log-probability is formed). Tested
+against a trajectory-level brute force in 40 + log10(beta) digits
+(``tests/test_exact_extreme_beta.py``).
 """
 from __future__ import annotations
 
@@ -28,6 +35,7 @@ import numpy as np
 
 from xposim import _exact_kernels as kernels
 from xposim.envs.token_mdp import TokenMDP
+from xposim.resources import check_memory
 
 __all__ = [
     "Solution",
@@ -57,9 +65,12 @@ class Solution:
     Attributes
     ----------
     policy, log_policy : (n_contexts, n_states, A) ``pi*(a|s)`` and its log (``-inf`` where
-        ``pi_ref(a|s) = 0``).
+        ``pi_ref(a|s) = 0``). ``log_policy`` is computed directly (never as ``log(policy)``), so
+        it is finite where ``policy`` underflows to 0 at small ``beta``; pass the Solution itself
+        to :func:`trajectory_logprobs` and :func:`implicit_rewards` to use it.
     V : (n_contexts, n_states) soft value ``V*(s)``; ``V[:, 0] = beta log Z(x)``.
-    Q : (n_contexts, n_states, A) soft action value ``Q*(s, a) = r(s, a) + V*(child)``.
+    Q : (n_contexts, n_states, A) soft action value ``Q*(s, a) = r(s, a) + V*(child)``;
+        ``Q*(s, a) - V*(s) = beta log(pi*(a|s)/pi_ref(a|s))`` (what ``implicit_rewards`` sums).
     value : ``J_beta(pi*) = sum_x rho(x) V*(x)``.
     value_per_context : (n_contexts,) ``V*(x)``.
     beta : the KL coefficient.
@@ -182,6 +193,24 @@ def _log_policy(policy: np.ndarray) -> np.ndarray:
     return out
 
 
+#: Requests below this many bytes of working memory skip the memory check (reading
+#: ``/proc/meminfo`` costs more than such a solve).
+MEMORY_CHECK_BYTES = 64 << 20
+
+
+def _check_working_memory(env: TokenMDP, per_token_outputs: int, what: str) -> None:
+    """``ValueError`` if ``per_token_outputs`` new per-token arrays (plus ``env.log_ref_probs``
+    when not yet cached) do not fit in the available memory (:func:`xposim.resources.check_memory`)."""
+    arrays = per_token_outputs + (0 if "log_ref_probs" in env.__dict__ else 1)
+    needed = arrays * env.ref_probs.nbytes + 3 * env.n_contexts * env.n_states * 8
+    if needed >= MEMORY_CHECK_BYTES:
+        check_memory(
+            needed,
+            f"{what} on {env.name} ({arrays} per-token arrays of {env.ref_probs.size:,} float64)",
+            "use a smaller tree or free memory",
+        )
+
+
 # ----------------------------------------------------------------------------- solver
 def solve(env: TokenMDP, beta: float) -> Solution:
     """The KL-regularized optimum ``pi*_beta`` by soft value iteration (THEORY 2, [P]).
@@ -192,21 +221,40 @@ def solve(env: TokenMDP, beta: float) -> Solution:
     Gibbs policy ``pi*(tau|x) = pi_ref(tau|x) e^{r(tau)/beta} / Z(x)`` exactly, with
     ``V*(x) = beta log Z(x) = max_pi J_beta`` on context ``x``.
 
-    ``beta`` must be finite and > 0; every ``beta`` with ``H max|r| / beta < 1e300`` gives finite
-    values (smaller ones overflow float64 and raise ``ValueError``). Tokens with ``pi_ref = 0`` get ``pi* = 0``
-    and ``log pi* = -inf``. Cost ``O(n_contexts * n_states * A)``, no memory beyond the outputs.
+    Formulation (stable for every ``beta > 0``): the log-sum-exp is centred on the best token,
+    ``V*(s) = M + beta L`` with ``M = max_{a: pi_ref > 0} Q*(s,a)``, ``u_a = (Q*(s,a) - M)/beta <= 0``
+    and ``L = log sum_a pi_ref(a|s) e^{u_a}``, computed as ``log(sum_a pi_ref e^{u_a})`` when that
+    sum is below 1/2 (small ``beta``) and as ``log1p(sum_a pi_ref(a|s) (e^{u_a} - 1))`` otherwise
+    (large ``beta``), with ``e^{u_a} - 1`` itself accurate (``expm1``-grade). Both sums have terms
+    of one sign only, so ``L`` has full relative precision and ``beta L`` is never a large number
+    times a rounding error: ``V*`` is accurate to a few ulps of ``max|Q*|`` at every ``beta``
+    (tested from 1e-6 to 1e300 against a trajectory-level brute force in 40 + log10(beta) digits,
+    ``tests/test_exact_extreme_beta.py``, and at ``beta = 1e-320`` against the greedy limit),
+    ``V*(x) <= max_tau r(tau)`` always, and ``J(pi*) -> E_ref r`` as ``beta -> inf``. (The textbook
+    ``beta * logsumexp(log pi_ref + Q/beta)`` loses ``beta * 1e-16 * |log pi_ref|``: 16.65 instead
+    of 0.61 on ``random_token_mdp(2, 3, 3, seed=0)`` at ``beta = 1e17``.) At large ``beta`` the
+    returned ``policy`` equals ``pi_ref`` bit for bit once ``|Q* - M|/beta`` is below half an ulp,
+    so :func:`evaluate` of it gives ``J(pi_ref)`` and not rounding noise times ``beta``.
+
+    ``log_policy`` is ``log pi_ref + (Q* - V*)/beta`` computed from the centred terms (never from
+    ``log(policy)``), so it stays finite where ``pi*`` underflows to 0 at small ``beta``; use it (or
+    pass the whole :class:`Solution`) in :func:`trajectory_logprobs` and :func:`implicit_rewards`.
+    Tokens with ``pi_ref = 0`` get ``pi* = 0`` and ``log pi* = -inf``. Cost
+    ``O(n_contexts * n_states * A)``, memory: the outputs (three per-token arrays and ``V``) plus
+    ``env.log_ref_probs`` once; a request whose outputs would not fit in the available memory is
+    refused with a ``ValueError`` stating both numbers.
     """
     env = _check_env(env)
     beta = _check_beta(beta)
+    _check_working_memory(env, 3, "exact.solve")
     shape = env.ref_probs.shape
     policy = np.empty(shape)
     log_policy = np.empty(shape)
     q = np.empty(shape)
     v = np.empty(shape[:2])
-    with np.errstate(over="ignore", invalid="ignore"):  # overflow of Q/beta: caught below
-        kernels.soft_value_iteration(env.log_ref_probs, env.rewards, beta, policy, log_policy, q, v)
+    with np.errstate(over="ignore"):  # (Q - M)/beta = -inf at subnormal beta means pi* = 0 (no-JIT mode warns)
+        kernels.soft_value_iteration(env.ref_probs, env.log_ref_probs, env.rewards, beta, policy, log_policy, q, v)
     value_per_context = v[:, 0].copy()
-    _check_backup_finite(value_per_context, beta, "rewards")
     return Solution(
         policy=_read_only(policy),
         log_policy=_read_only(log_policy),
@@ -228,17 +276,25 @@ def evaluate(env: TokenMDP, policy, beta: float) -> Evaluation:
     ``kl = +inf`` and ``value = -inf`` (the reward stays finite); tokens ``pi`` never reaches do
     not matter. Per-context KLs are clipped at 0 (rounding can give ``-1e-17`` for ``pi = pi_ref``).
 
+    Formulation (stable for every ``beta > 0``): each state's KL is summed as
+    ``sum_a g(pi(a|s), pi_ref(a|s))`` with ``g(p, q) = p log(p/q) - p + q >= 0`` (equal to the
+    KL for normalized rows, :func:`xposim._exact_kernels.relative_entropy_term`), so no term
+    cancels another and ``kl`` keeps full relative precision even at ``1e-300``; ``beta * kl`` is
+    then exact to a few ulps at any ``beta`` (``sum_a p log(p/q)`` would leave rounding noise of
+    ``1e-16`` times ``beta``). ``pi = pi_ref`` gives ``kl = 0`` exactly.
+
     ``policy`` must be ``(n_contexts, n_states, A)``, finite, non-negative, every row summing to
     1 within ``POLICY_NORMALIZATION_TOLERANCE``; ``beta`` finite and > 0.
     """
     env = _check_env(env)
     beta = _check_beta(beta)
     policy = _check_policy(env, policy)
+    _check_working_memory(env, 0, "exact.evaluate")
     n_contexts, n_states, _ = policy.shape
     reward = np.empty(n_contexts)
     kl = np.empty(n_contexts)
     kernels.policy_reward_and_kl(
-        policy, env.log_ref_probs, env.rewards, reward, kl, np.empty(n_states), np.empty(n_states)
+        policy, env.ref_probs, env.log_ref_probs, env.rewards, reward, kl, np.empty(n_states), np.empty(n_states)
     )
     np.maximum(kl, 0.0, out=kl)
     with np.errstate(over="ignore"):  # beta * kl may overflow to inf for absurd beta: value -inf
@@ -260,33 +316,121 @@ def kl_regularized_value(env: TokenMDP, policy, beta: float) -> float:
 
 
 # ----------------------------------------------------------------------------- trajectories
-def trajectory_logprobs(env: TokenMDP, policy) -> np.ndarray:
+def _check_log_policy(env: TokenMDP, log_policy, argument: str = "log_policy") -> np.ndarray:
+    """A C-contiguous float64 ``log_policy`` after checking it is the log of a valid policy.
+
+    Entries must be ``<= POLICY_NORMALIZATION_TOLERANCE`` (rounding above 0), never NaN (``-inf``
+    is probability 0), and every row's ``exp`` must sum to 1 within ``POLICY_NORMALIZATION_TOLERANCE``.
+    """
+    try:
+        array = np.ascontiguousarray(log_policy, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{argument} must be an array of log-probabilities ({error})") from None
+    expected = env.ref_probs.shape
+    if array.shape != expected:
+        raise ValueError(
+            f"{argument} must have shape (n_contexts, n_states, vocab_size) = {expected}, got {array.shape}"
+        )
+    bad = np.isnan(array) | (array > POLICY_NORMALIZATION_TOLERANCE)
+    if np.any(bad):
+        x, s, _ = np.argwhere(bad)[0]
+        raise ValueError(
+            f"{argument} must be log-probabilities in [-inf, 0] (up to {POLICY_NORMALIZATION_TOLERANCE:g}); "
+            f"{argument}[{x}, {s}, :] = {array[x, s]}"
+        )
+    _check_policy(env, np.exp(array), argument=f"exp({argument})")
+    return array
+
+
+def _log_policy_argument(env: TokenMDP, policy, log_policy) -> np.ndarray:
+    """The per-token log-policy given as a :class:`Solution`, a ``log_policy`` array, or a ``policy`` array."""
+    if isinstance(policy, Solution):
+        if log_policy is not None:
+            raise ValueError("give either a Solution (policy=solution) or log_policy, not both")
+        if policy.log_policy.shape != env.ref_probs.shape:
+            raise ValueError(
+                f"policy (a Solution) must belong to env: its arrays have shape {policy.log_policy.shape}, "
+                f"env needs {env.ref_probs.shape}"
+            )
+        return policy.log_policy
+    if log_policy is not None:
+        if policy is not None:
+            raise ValueError("give either policy or log_policy, not both")
+        return _check_log_policy(env, log_policy)
+    if policy is None:
+        raise ValueError("policy must be given (a probability array or a Solution), or log_policy")
+    return _log_policy(_check_policy(env, policy))
+
+
+def trajectory_logprobs(env: TokenMDP, policy=None, *, log_policy=None) -> np.ndarray:
     """``log pi(tau|x) = sum_h log pi(a_h|s_h)`` for every trajectory, ``(n_contexts, n_leaves)``.
 
-    ``-inf`` for trajectories ``pi`` cannot produce. Leaves are numbered as in
-    :mod:`xposim.envs.tree` (base-``A`` integer of the tokens).
+    The policy is given as one of: ``policy`` a ``(n_contexts, n_states, A)`` probability array;
+    ``policy`` a :class:`Solution` (its ``log_policy`` is used: no underflow at small ``beta``);
+    or ``log_policy=`` a per-token log-probability array. From probabilities, ``log pi`` is
+    ``-inf`` wherever a token probability underflowed to 0, although the true log-probability is
+    finite; pass log-probabilities to keep them. ``-inf`` for trajectories ``pi`` cannot produce.
+    Leaves are numbered as in :mod:`xposim.envs.tree` (base-``A`` integer of the tokens).
     """
     env = _check_env(env)
-    policy = _check_policy(env, policy)
+    per_token = _log_policy_argument(env, policy, log_policy)
     out = np.empty((env.n_contexts, env.n_leaves))
-    kernels.trajectory_logprobs_into(_log_policy(policy), out)
+    kernels.trajectory_logprobs_into(per_token, out)
     return out
 
 
-def trajectory_probabilities(env: TokenMDP, policy) -> np.ndarray:
-    """``pi(tau|x) = prod_h pi(a_h|s_h)``, ``(n_contexts, n_leaves)``; each row sums to 1."""
-    return np.exp(trajectory_logprobs(env, policy))
+def trajectory_probabilities(env: TokenMDP, policy=None, *, log_policy=None) -> np.ndarray:
+    """``pi(tau|x) = prod_h pi(a_h|s_h)``, ``(n_contexts, n_leaves)``; each row sums to 1.
+
+    Arguments as in :func:`trajectory_logprobs`.
+    """
+    return np.exp(trajectory_logprobs(env, policy, log_policy=log_policy))
 
 
-def implicit_rewards(env: TokenMDP, policy, beta: float) -> np.ndarray:
+def implicit_rewards(env: TokenMDP, policy=None, beta: float | None = None, *, log_policy=None) -> np.ndarray:
     """DPO implicit reward ``beta log(pi(tau|x) / pi_ref(tau|x))``, ``(n_contexts, n_leaves)``.
 
     For ``pi = pi*_beta`` it equals ``r(tau) - V*(x)`` on every trajectory (THEORY 2.1.1, the
-    paper's Eq. 9). Conventions (never NaN): ``-inf`` where ``pi(tau) = 0`` (whatever
-    ``pi_ref(tau)``), ``+inf`` where ``pi(tau) > 0 = pi_ref(tau)``.
+    paper's Eq. 9). The policy is given as one of:
+
+    * ``policy`` a :class:`Solution` of :func:`solve` (recommended for ``pi*``): the sum along the
+      path of ``Q*(s_h,a_h) - V*(s_h) = beta log(pi*(a_h|s_h)/pi_ref(a_h|s_h))``, times
+      ``beta / solution.beta`` (``beta`` defaults to ``solution.beta``). Exact to a few ulps of
+      ``max|r|`` at every ``beta`` from 1e-300 to 1e300: no log-probability is formed, so neither
+      underflow (small ``beta``) nor ``beta`` times a rounding error of ``log pi_ref`` (large
+      ``beta``) enters.
+    * ``log_policy=`` a per-token log-probability array: ``beta (sum_h log pi - log pi_ref(tau))``;
+      exact while ``beta * 1e-16 * |log pi_ref(tau)|`` is negligible (``beta <~ 1e3`` for 1e-10).
+    * ``policy`` a probability array (the original form): as ``log_policy = log(policy)``, so
+      trajectories whose token probabilities underflowed to 0 (``pi*`` at ``beta <~ 1e-3``) come
+      out as ``-inf`` and subnormal ones lose digits; prefer one of the forms above.
+
+    Conventions (never NaN): ``-inf`` where ``pi(tau) = 0`` (whatever ``pi_ref(tau)``; for a
+    :class:`Solution`, exactly where ``pi_ref(tau) = 0``), ``+inf`` where ``pi(tau) > 0 = pi_ref(tau)``.
     """
+    env = _check_env(env)
+    if isinstance(policy, Solution):
+        solution = policy
+        if log_policy is not None:
+            raise ValueError("give either a Solution (policy=solution) or log_policy, not both")
+        if solution.Q.shape != env.ref_probs.shape:
+            raise ValueError(
+                f"policy (a Solution) must belong to env: its arrays have shape {solution.Q.shape}, "
+                f"env needs {env.ref_probs.shape}"
+            )
+        beta = solution.beta if beta is None else _check_beta(beta)
+        advantage = np.subtract(solution.Q, solution.V[:, :, None])
+        out = np.empty((env.n_contexts, env.n_leaves))
+        kernels.trajectory_logprobs_into(advantage, out)
+        del advantage
+        if beta != solution.beta:
+            out *= beta / solution.beta
+        out[env.trajectory_ref_logprobs == -np.inf] = -np.inf
+        return out
+    if beta is None:
+        raise ValueError("beta must be a finite real number > 0, got None (only a Solution carries its own beta)")
     beta = _check_beta(beta)
-    logprobs = trajectory_logprobs(env, policy)
+    logprobs = trajectory_logprobs(env, policy, log_policy=log_policy)
     with np.errstate(invalid="ignore"):
         log_ratio = np.where(logprobs == -np.inf, -np.inf, logprobs - env.trajectory_ref_logprobs)
     return beta * log_ratio
@@ -354,8 +498,10 @@ def policy_from_leaf_values(env: TokenMDP, leaf_values, beta: float) -> tuple[np
     terminal values ``f`` gives ``pi_f(a|s)``; returns ``(policy, log_partition)`` with
     ``policy (n_contexts, n_states, A)`` and ``log_partition[x] = log Z_f(x) =
     log sum_tau pi_ref(tau|x) e^{f(tau)/beta}``. ``policy_from_leaf_values(env, r, beta)`` is
-    ``pi*_beta`` for terminal rewards ``r``. Learners should call the allocation-free kernel
-    :func:`xposim._exact_kernels.soft_backup_leaf_values_into` directly.
+    ``pi*_beta`` for terminal rewards ``r``. The backup is centred like :func:`solve` (in value
+    units ``W = beta L``), so ``beta * log_partition`` is exact at every ``beta``; ``ValueError``
+    only if ``log Z_f = W/beta`` itself overflows float64. Learners should call the
+    allocation-free kernel :func:`xposim._exact_kernels.soft_backup_leaf_values_into` directly.
     """
     env = _check_env(env)
     try:
@@ -371,7 +517,7 @@ def policy_from_leaf_values(env: TokenMDP, leaf_values, beta: float) -> tuple[np
     log_policy = np.empty(env.ref_probs.shape)
     log_partition = np.empty(env.n_contexts)
     with np.errstate(over="ignore", invalid="ignore"):  # overflow of f/beta: caught below
-        kernels.soft_backup_leaf_values_into(env.log_ref_probs, values, beta, log_policy, log_partition)
+        kernels.soft_backup_leaf_values_into(env.ref_probs, env.log_ref_probs, values, beta, log_policy, log_partition)
     _check_backup_finite(log_partition, beta, "leaf_values")
     return np.exp(log_policy), log_partition
 

@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from xposim.envs import tree
-from xposim.envs.token_mdp import TokenMDP
+from xposim.envs.token_mdp import TokenMDP, _hand_over
 from xposim.seeding import SeedLike, make_rng
 
 
@@ -121,18 +121,18 @@ def needle(
         needles = make_rng(seed).integers(0, n_leaves, size=n_contexts)
     n_states = tree.n_states(vocab_size, horizon)
     ref_probs = np.full((n_contexts, n_states, vocab_size), 1.0 / vocab_size)
-    path_states = tree.leaf_path_states(vocab_size, horizon)
-    path_tokens = tree.leaf_tokens(vocab_size, horizon)
     leaf_rewards = np.full((n_contexts, n_leaves), r_max / 2.0)
     off = (1.0 - p) / (vocab_size - 1)
     for x, k in enumerate(needles):
-        for h in range(horizon):
+        state = 0  # walk the needle's path by the heap rule (no (n_leaves, H) index arrays)
+        for token in tree.leaf_tokens_of(int(k), vocab_size, horizon):
             row = np.full(vocab_size, off)
-            row[path_tokens[k, h]] = p
-            ref_probs[x, path_states[k, h]] = row
+            row[token] = p
+            ref_probs[x, state] = row
+            state = vocab_size * state + 1 + token
         leaf_rewards[x, k] = r_max
     name = f"needle(A={vocab_size},H={horizon},beta={beta:g})"
-    return TokenMDP.terminal_only(_uniform_rho(n_contexts), ref_probs, leaf_rewards, r_max=r_max, name=name)
+    return TokenMDP.terminal_only(_uniform_rho(n_contexts), _hand_over(ref_probs), leaf_rewards, r_max=r_max, name=name)
 
 
 # --------------------------------------------------------------------------------- random
@@ -181,9 +181,11 @@ def random_token_mdp(
     else:
         rho = rng.dirichlet(np.full(n_contexts, _check_positive_finite(rho_concentration, "rho_concentration")))
     name = f"random(C={n_contexts},A={vocab_size},H={horizon},{reward})"
+    if features is not None:
+        features = _hand_over(features)
     if reward == "terminal":
-        return TokenMDP.terminal_only(rho, ref_probs, leaf_rewards, features=features, r_max=r_max, name=name)
-    return TokenMDP.from_arrays(rho, ref_probs, rewards, features=features, r_max=r_max, name=name)
+        return TokenMDP.terminal_only(rho, _hand_over(ref_probs), leaf_rewards, features=features, r_max=r_max, name=name)
+    return TokenMDP.from_arrays(rho, _hand_over(ref_probs), _hand_over(rewards), features=features, r_max=r_max, name=name)
 
 
 # --------------------------------------------------------------------------------- linear
@@ -254,20 +256,22 @@ def linear_token_mdp(
     horizon = _check_int(horizon, "horizon", 1)
     d = _check_int(d, "d", 2)
     r_max = _check_positive_finite(r_max, "r_max")
-    tree.check_enumerable(n_contexts, vocab_size, horizon)
+    # per-token features psi (d arrays) and their draws dominate (measured: 2.9 d + 3 per-token arrays)
+    tree.check_enumerable(
+        n_contexts, vocab_size, horizon, per_token_arrays=tree.BUILD_PER_TOKEN_ARRAYS + 3 * d,
+        what=f"building a linear token MDP with d={d}",
+    )
     n_states = tree.n_states(vocab_size, horizon)
-    if n_contexts * n_states * vocab_size * d > tree.MAX_TREE_ENTRIES:
-        raise ValueError(
-            f"per-token features need n_contexts * n_states * vocab_size * d = "
-            f"{n_contexts * n_states * vocab_size * d:,} entries; the limit is {tree.MAX_TREE_ENTRIES:,}"
-        )
     rng = make_rng(seed)
     w = _unit_vector(rng, d - 1)
     u = _unit_ball(rng, (n_contexts, n_states, vocab_size), d - 1)
-    psi = np.concatenate([np.ones((n_contexts, n_states, vocab_size, 1)), u], axis=3) / (2.0 * horizon)
+    psi = np.concatenate([np.ones((n_contexts, n_states, vocab_size, 1)), u], axis=3)
+    del u
+    psi /= 2.0 * horizon
     theta = r_max * np.concatenate([[1.0], w])
     rewards = psi @ theta
-    features = psi[:, tree.leaf_path_states(vocab_size, horizon), tree.leaf_tokens(vocab_size, horizon)].sum(axis=2)
+    features = tree.path_sums(psi)
+    del psi
     if ref_concentration is None:
         ref_probs = np.full((n_contexts, n_states, vocab_size), 1.0 / vocab_size)
     else:
@@ -275,6 +279,6 @@ def linear_token_mdp(
         ref_probs = rng.dirichlet(np.full(vocab_size, concentration), size=(n_contexts, n_states))
     name = f"linear_token_mdp(C={n_contexts},A={vocab_size},H={horizon},d={d})"
     return TokenMDP.from_arrays(
-        _uniform_rho(n_contexts), ref_probs, rewards, features=features, r_max=r_max, name=name,
-        reward_parameter=theta,
+        _uniform_rho(n_contexts), _hand_over(ref_probs), _hand_over(rewards), features=_hand_over(features),
+        r_max=r_max, name=name, reward_parameter=theta,
     )

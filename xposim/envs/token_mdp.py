@@ -15,6 +15,8 @@ float64, C-contiguous, read-only.
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import numbers
 from functools import cached_property
 from typing import Callable, Sequence
 
@@ -28,12 +30,37 @@ NORMALIZATION_TOLERANCE = 1e-9
 REWARD_TOLERANCE = 1e-12
 
 
-def _frozen_float_array(value, argument: str) -> np.ndarray:
+class _OwnedArray(np.ndarray):
+    """Marks a float64 array that a constructor of this module allocated and hands over: the
+    dataclass adopts it instead of copying (no one else holds it)."""
+
+
+def _hand_over(array: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(array, dtype=np.float64).view(_OwnedArray)
+
+
+def _real_array(value, argument: str) -> np.ndarray:
+    """``value`` as a float64 array (a view when it already is one); ``ValueError`` unless its
+    dtype is a real number type: complex (the imaginary part would be dropped), bool and object
+    arrays are refused, as is anything that is not numeric."""
     try:
-        array = np.array(value, dtype=np.float64, order="C", copy=True)
+        array = np.asarray(value)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{argument} must be an array of real numbers ({error})") from None
-    return array
+    if array.dtype.kind not in "fiu":
+        raise ValueError(
+            f"{argument} must be an array of real numbers (float or integer dtype), got dtype {array.dtype}"
+            + (" (the imaginary part would be dropped)" if array.dtype.kind == "c" else "")
+        )
+    return np.asarray(array, dtype=np.float64)
+
+
+def _frozen_float_array(value, argument: str) -> np.ndarray:
+    """A float64 C-contiguous array this TokenMDP owns: ``value`` adopted when a constructor of
+    this module handed it over, else a copy (checked by :func:`_real_array`)."""
+    if type(value) is _OwnedArray:
+        return value.view(np.ndarray)
+    return np.array(_real_array(value, argument), dtype=np.float64, order="C", copy=True)
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
@@ -79,6 +106,11 @@ def _terminal_rewards_array(leaf_rewards: np.ndarray, vocab_size: int, horizon: 
     return rewards
 
 
+def _first_true(mask: np.ndarray) -> tuple[int, ...]:
+    """Index of the first ``True`` of ``mask`` (which has one) without an index array of all of them."""
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(mask)), mask.shape))
+
+
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class TokenMDP:
     """Deterministic contextual token MDP (THEORY 1.1), validated and immutable.
@@ -120,7 +152,8 @@ class TokenMDP:
         if not isinstance(self.name, str):
             raise ValueError(f"name must be a string, got {self.name!r}")
 
-        ref = _frozen_float_array(self.ref_probs, "ref_probs")
+        owned_ref = type(self.ref_probs) is _OwnedArray
+        ref = self.ref_probs.view(np.ndarray) if owned_ref else _real_array(self.ref_probs, "ref_probs")
         if ref.ndim != 3:
             raise ValueError(
                 f"ref_probs must have shape (n_contexts, n_states, vocab_size), got shape {ref.shape}"
@@ -135,7 +168,9 @@ class TokenMDP:
                 f"ref_probs must have n_states >= 1 (horizon >= 1), got shape {ref.shape}"
             )
         horizon = _horizon_from_n_states(n_states, vocab_size)
-        tree.check_enumerable(n_contexts, vocab_size, horizon)
+        # the arrays exist already: validation adds at most about 3.5 per-token arrays (copies of
+        # ref_probs and rewards, trajectory rewards and one temporary of theirs)
+        tree.check_enumerable(n_contexts, vocab_size, horizon, per_token_arrays=4, what="validating a TokenMDP")
         expected = (n_contexts, n_states, vocab_size)
 
         rho = _frozen_float_array(self.rho, "rho")
@@ -148,13 +183,15 @@ class TokenMDP:
             raise ValueError(f"rho must sum to 1 (within {NORMALIZATION_TOLERANCE:g}), sums to {float(total)!r}")
         rho = rho / total
 
-        if not np.all(np.isfinite(ref)):
+        if not np.isfinite(ref).all():
             raise ValueError("ref_probs must be finite (found NaN or inf)")
-        if np.any(ref < 0):
-            x, s, a = np.argwhere(ref < 0)[0]
+        negative = ref < 0
+        if negative.any():
+            x, s, a = _first_true(negative)
             raise ValueError(
                 f"ref_probs must be non-negative, got ref_probs[{x}, {s}, {a}] = {float(ref[x, s, a])!r}"
             )
+        del negative
         row_sums = ref.sum(axis=2)
         deviation = np.abs(row_sums - 1.0)
         if np.any(deviation > NORMALIZATION_TOLERANCE):
@@ -163,7 +200,12 @@ class TokenMDP:
                 f"every row ref_probs[context, state, :] must sum to 1 (within "
                 f"{NORMALIZATION_TOLERANCE:g}); ref_probs[{x}, {s}, :] sums to {float(row_sums[x, s])!r}"
             )
-        ref = ref / row_sums[:, :, None]
+        del deviation
+        if owned_ref:  # handed over by a constructor of this module: normalize in place
+            np.divide(ref, row_sums[:, :, None], out=ref)
+        else:  # the TokenMDP's own copy
+            ref = ref / row_sums[:, :, None]
+        del row_sums
 
         rewards = _frozen_float_array(self.rewards, "rewards")
         if rewards.shape != expected:
@@ -171,21 +213,20 @@ class TokenMDP:
                 f"rewards must have shape (n_contexts, n_states, vocab_size) = {expected} to match "
                 f"ref_probs, got {rewards.shape}"
             )
-        if not np.all(np.isfinite(rewards)):
+        if not np.isfinite(rewards).all():
             raise ValueError("rewards must be finite (found NaN or inf)")
         n_leaves = tree.n_leaves(vocab_size, horizon)
-        trajectory_rewards = rewards[
-            :, tree.leaf_path_states(vocab_size, horizon), tree.leaf_tokens(vocab_size, horizon)
-        ].sum(axis=2)
+        trajectory_rewards = tree.path_sums(rewards)
         tolerance = REWARD_TOLERANCE * max(1.0, r_max)
         bad = (trajectory_rewards < -tolerance) | (trajectory_rewards > r_max + tolerance)
         if np.any(bad):
-            x, k = np.argwhere(bad)[0]
+            x, k = _first_true(bad)
             raise ValueError(
                 f"every trajectory reward must lie in [0, r_max] = [0, {r_max!r}]; context {x}, "
-                f"trajectory {k} (tokens {tuple(int(t) for t in tree.leaf_tokens(vocab_size, horizon)[k])}) "
+                f"trajectory {k} (tokens {tree.leaf_tokens_of(k, vocab_size, horizon)}) "
                 f"has total reward {float(trajectory_rewards[x, k])!r}"
             )
+        del bad
 
         features = self.features
         if features is not None:
@@ -295,13 +336,13 @@ class TokenMDP:
 
     @cached_property
     def trajectory_rewards(self) -> np.ndarray:
-        """``r(tau|x) = sum_h r(s_h, a_h)``, ``(n_contexts, n_leaves)``."""
-        return _read_only(self.rewards[:, self.leaf_path_states, self._leaf_tokens].sum(axis=2))
+        """``r(tau|x) = sum_h r(s_h, a_h)``, ``(n_contexts, n_leaves)`` (:func:`tree.path_sums`)."""
+        return _read_only(tree.path_sums(self.rewards))
 
     @cached_property
     def trajectory_ref_logprobs(self) -> np.ndarray:
         """``log pi_ref(tau|x) = sum_h log pi_ref(a_h|s_h)``, ``(n_contexts, n_leaves)``, ``-inf`` if impossible."""
-        return _read_only(self.log_ref_probs[:, self.leaf_path_states, self._leaf_tokens].sum(axis=2))
+        return _read_only(tree.path_sums(self.log_ref_probs))
 
     def trajectories(self) -> np.ndarray:
         """All trajectories as a read-only ``(n_leaves, H)`` int array; row ``k`` is leaf ``k``."""
@@ -349,9 +390,12 @@ class TokenMDP:
         optionally ``features(context, tokens) -> (d,)`` on every state / trajectory.
 
         The tree size is checked (:func:`tree.check_enumerable`) before any function is called
-        or any array allocated.
+        or any array allocated. Each return value must be real numbers (not bool, complex, strings
+        or ``None``); otherwise ``ValueError`` naming the callable, the context and the prefix.
+        Memory: the two per-token arrays (and the features) filled in place, prefixes generated
+        one at a time.
         """
-        rho_array = np.asarray(rho, dtype=np.float64)
+        rho_array = _real_array(rho, "rho")
         if rho_array.ndim != 1 or rho_array.shape[0] < 1:
             raise ValueError(f"rho must be a 1-d array with n_contexts >= 1 entries, got shape {rho_array.shape}")
         n_contexts = rho_array.shape[0]
@@ -360,30 +404,37 @@ class TokenMDP:
         n_states = tree.n_states(vocab_size, horizon)
         ref_probs = np.empty((n_contexts, n_states, vocab_size))
         rewards = np.empty((n_contexts, n_states, vocab_size))
-        prefixes = [tree.state_prefix(s, vocab_size) for s in range(n_states)]
         for x in range(n_contexts):
-            for s, prefix in enumerate(prefixes):
-                probs = np.asarray(ref(x, prefix), dtype=np.float64)
-                if probs.shape != (vocab_size,):
-                    raise ValueError(
-                        f"ref(context, prefix) must return shape (vocab_size,) = ({vocab_size},), "
-                        f"got {probs.shape} for context {x}, prefix {prefix}"
-                    )
-                ref_probs[x, s] = probs
+            for s, prefix in enumerate(_prefixes(vocab_size, horizon - 1)):
+                ref_probs[x, s] = _returned_reals(
+                    ref(x, prefix), (vocab_size,), "ref(context, prefix)", f"context {x}, prefix {prefix}",
+                    f"shape (vocab_size,) = ({vocab_size},) real numbers",
+                )
                 for a in range(vocab_size):
-                    rewards[x, s, a] = float(reward(x, prefix, a))
+                    rewards[x, s, a] = _returned_reals(
+                        reward(x, prefix, a), (), "reward(context, prefix, token)",
+                        f"context {x}, prefix {prefix}, token {a}", "a real number",
+                    )
         feature_array = None
         if features is not None:
-            tokens = tree.leaf_tokens(vocab_size, horizon)
-            rows = [
-                [np.asarray(features(x, tuple(int(t) for t in tokens[k])), dtype=np.float64) for k in range(len(tokens))]
-                for x in range(n_contexts)
-            ]
-            shapes = {row.shape for ctx in rows for row in ctx}
-            if len(shapes) != 1 or len(next(iter(shapes))) != 1:
-                raise ValueError(f"features(context, tokens) must return one 1-d shape (d,), got shapes {sorted(shapes)}")
-            feature_array = np.array(rows)
-        return cls.from_arrays(rho_array, ref_probs, rewards, features=feature_array, r_max=r_max, name=name)
+            for x in range(n_contexts):
+                for k, tokens in enumerate(_prefixes(vocab_size, horizon, only_depth=True)):
+                    row = _returned_reals(
+                        features(x, tokens), None, "features(context, tokens)", f"context {x}, tokens {tokens}",
+                        "one 1-d shape (d,) of real numbers",
+                    )
+                    if feature_array is None:
+                        feature_array = np.empty((n_contexts, vocab_size**horizon, row.shape[0]))
+                    if row.shape != feature_array.shape[2:]:
+                        raise ValueError(
+                            f"features(context, tokens) must return one 1-d shape (d,) = ({feature_array.shape[2]},) "
+                            f"for every trajectory, got {row.shape} for context {x}, tokens {tokens}"
+                        )
+                    feature_array[x, k] = row
+            feature_array = _hand_over(feature_array)
+        return cls.from_arrays(
+            rho_array, _hand_over(ref_probs), _hand_over(rewards), features=feature_array, r_max=r_max, name=name
+        )
 
     @classmethod
     def terminal_only(
@@ -401,19 +452,53 @@ class TokenMDP:
         ``r(s_{H}, a_H) = leaf_rewards[x, leaf]`` and zero elsewhere, so ``trajectory_rewards``
         equals ``leaf_rewards`` exactly.
         """
-        ref = np.asarray(ref_probs, dtype=np.float64)
+        ref = ref_probs if type(ref_probs) is _OwnedArray else _real_array(ref_probs, "ref_probs")
         if ref.ndim != 3 or ref.shape[2] < 2 or ref.shape[1] < 1:
             raise ValueError(
                 f"ref_probs must have shape (n_contexts, n_states, vocab_size) with vocab_size >= 2, got {ref.shape}"
             )
         n_contexts, n_states, vocab_size = ref.shape
         horizon = _horizon_from_n_states(n_states, vocab_size)
-        tree.check_enumerable(n_contexts, vocab_size, horizon)
-        leaf = np.asarray(leaf_rewards, dtype=np.float64)
+        tree.check_enumerable(n_contexts, vocab_size, horizon, per_token_arrays=3, what="building a TokenMDP")
+        leaf = _real_array(leaf_rewards, "leaf_rewards")
         expected = (n_contexts, tree.n_leaves(vocab_size, horizon))
         if leaf.shape != expected:
             raise ValueError(f"leaf_rewards must have shape (n_contexts, n_leaves) = {expected}, got {leaf.shape}")
-        rewards = _terminal_rewards_array(leaf, vocab_size, horizon)
+        rewards = _hand_over(_terminal_rewards_array(leaf, vocab_size, horizon))
         return cls.from_arrays(
             rho, ref, rewards, features=features, r_max=r_max, name=name, reward_parameter=reward_parameter
         )
+
+
+def _prefixes(vocab_size: int, max_depth: int, only_depth: bool = False):
+    """Token prefixes in state order (depth ``0..max_depth``, base-``A`` order within a depth), one
+    at a time; with ``only_depth`` just those of depth ``max_depth`` (the leaves when it is ``H``)."""
+    for depth in range(max_depth if only_depth else 0, max_depth + 1):
+        yield from itertools.product(range(vocab_size), repeat=depth)
+
+
+def _returned_reals(value, shape, callable_name: str, where: str, expected: str) -> np.ndarray | float:
+    """What a user callable returned, as a float (``shape == ()``) or float64 array of ``shape``
+    (``None``: any 1-d shape ``(d,)`` with ``d >= 1``); ``ValueError`` naming the callable, what it
+    must return (``expected``) and ``where`` otherwise. Real numbers of any type (``int``,
+    ``Fraction``, numpy scalars) are accepted; bool, complex, strings, ``None`` and other values
+    are refused."""
+    if shape == () and isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+        return float(value)
+    detail = None
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as error:  # ragged sequences and the like
+        detail = str(error)
+    else:
+        if array.dtype.kind == "O" and all(
+            isinstance(item, numbers.Real) and not isinstance(item, (bool, np.bool_)) for item in array.flat
+        ):  # a sequence of Fractions and the like
+            array = array.astype(np.float64)
+        if array.dtype.kind not in "fiu":
+            detail = f"dtype {array.dtype}"
+        elif (shape is None and (array.ndim != 1 or array.shape[0] < 1)) or (shape is not None and array.shape != shape):
+            detail = f"shape {array.shape}"
+    if detail is not None:
+        raise ValueError(f"{callable_name} must return {expected}, got {value!r} ({detail}) for {where}")
+    return float(array) if shape == () else array.astype(np.float64)

@@ -69,7 +69,7 @@ def cell(point: dict[str, Any], seed: np.random.SeedSequence) -> pd.DataFrame:
     errors = {"gibbs_value": np.max(np.abs(optimum.value_per_context - beta * log_z))}
     scales = {"gibbs_value": np.max(np.abs(optimum.value_per_context))}
 
-    implicit = exact.implicit_rewards(env, optimum.policy, beta)
+    implicit = exact.implicit_rewards(env, optimum)  # from the solution's Q* - V*: exact at any beta
     target = rewards - optimum.value_per_context[:, None]
     errors["implicit_reward"] = np.max(np.abs(implicit - target)[on_ref])
     scales["implicit_reward"] = np.max(np.abs(target[on_ref]))
@@ -78,7 +78,7 @@ def cell(point: dict[str, Any], seed: np.random.SeedSequence) -> pd.DataFrame:
     comparator = _random_policy(rng, env.ref_probs, 0.7)
     suboptimality = optimum.value - exact.evaluate(env, policy, beta).value
     log_pi = exact.trajectory_logprobs(env, policy)
-    log_star = exact.trajectory_logprobs(env, optimum.policy)
+    log_star = exact.trajectory_logprobs(env, optimum)  # from log pi*: no underflow at small beta
     log_nu = exact.trajectory_logprobs(env, comparator)
     pi = np.exp(log_pi)
     nu = np.exp(log_nu)
