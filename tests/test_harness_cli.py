@@ -66,7 +66,7 @@ def test_run_json_last_line_is_the_summary_and_report_links_figures(tmp_path):
         ("p = [0.1, 'x']\n", ("'p'", "list of float")),
         ("flips = \n", ("not valid TOML",)),
         ("flips = 1\n", ("'flips'", ">= 2")),
-        ("seeds = 0\n", ("'seeds'", ">= 1")),
+        ("seeds = 0\n", ("'seeds'", "[1, 100000]")),
         ("[other]\nflips = 3\n", ("[other]",)),
     ],
 )

@@ -75,7 +75,7 @@ def _synthetic_separation(growth: dict[str, float], seeds: int = 40, budget: int
             for seed in range(seeds):
                 hit = rng.geometric(min(1.0, 1.0 / mean))
                 for q in np.concatenate([[0], grid]):
-                    rows.append({"env": "two_arm", "learner": learner, "beta": beta, "seed_index": seed,
+                    rows.append({"env": "two_arm", "learner": learner, "beta": beta, "seed": seed,
                                  "round": q, "queries": q, "suboptimality": 0.05 if q >= hit else 0.3})
     return pd.DataFrame(rows)
 
@@ -101,7 +101,7 @@ def _synthetic_rate(slope: float, seeds: int = 12) -> pd.DataFrame:
         scale = math.exp(rng.normal(0, 0.2))
         for T in (16, 32, 64, 128, 256, 512, 1024):
             value = scale * 0.5 * T**slope * math.exp(rng.normal(0, 0.05))
-            rows.append({"learner": "xpo", "seed_index": seed, "round": T, "queries": T,
+            rows.append({"learner": "xpo", "seed": seed, "round": T, "queries": T,
                          "best_iterate_suboptimality": value})
     return pd.DataFrame(rows)
 

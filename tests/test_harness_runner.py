@@ -72,7 +72,7 @@ def test_results_identical_for_any_executor_and_worker_count(tmp_path):
     pd.testing.assert_frame_equal(inline.results, threaded.results, check_exact=True)
     # sweep order, one block per cell, each labelled with its id and seed index
     assert list(dict.fromkeys(inline.results["cell_id"])) == [c.cell_id for c in cells]
-    assert set(inline.results["seed_index"]) == {0, 1, 2}
+    assert set(inline.results["seed"]) == {0, 1, 2}
 
 
 @pytest.mark.fast

@@ -96,11 +96,11 @@ def test_kaplan_meier_recovers_exponential_median_under_random_censoring():
 def test_queries_to_threshold_first_crossing_and_censoring():
     frame = pd.DataFrame({
         "learner": ["a"] * 4 + ["a"] * 4,
-        "seed_index": [0] * 4 + [1] * 4,
+        "seed": [0] * 4 + [1] * 4,
         "queries": [0, 10, 20, 40] * 2,
         "suboptimality": [0.5, 0.2, 0.05, 0.3, 0.5, 0.4, 0.3, 0.2],
     })
-    out = stats.queries_to_threshold(frame, 0.125).set_index("seed_index")
+    out = stats.queries_to_threshold(frame, 0.125).set_index("seed")
     assert out.loc[0, "queries"] == 20 and bool(out.loc[0, "observed"])
     assert out.loc[1, "queries"] == 40 and not bool(out.loc[1, "observed"]) and out.loc[1, "budget"] == 40
 

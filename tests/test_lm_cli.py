@@ -21,7 +21,7 @@ def _run(*argv: str, timeout: float = 120.0) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("lm")
-    result = _run("--quick", "--json", "--no-progress", "--out", str(out))
+    result = _run("--quick", "--json", "--progress", "off", "--out", str(out))
     return out, result
 
 
@@ -54,7 +54,7 @@ def test_quick_json_run_end_to_end(quick_run):
 def test_second_run_reuses_the_cached_reference(quick_run, capsys):
     out, first = quick_run
     assert first.returncode == 0, first.stderr
-    code = main(["lm", "--quick", "--json", "--no-progress", "--out", str(out), "--learner", "online_dpo",
+    code = main(["lm", "--quick", "--json", "--progress", "off", "--out", str(out), "--learner", "online_dpo",
                  "--rounds", "2"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -246,3 +246,11 @@ def test_bad_preference_settings_name_the_setting():
     model = Transformer(_model_config(task), 0)
     with pytest.raises(ValueError, match="vocab_size=8, horizon=8"):
         run_preference_learning(task, model, PreferenceConfig(scoring="exact", rounds=1))
+
+
+@pytest.mark.fast
+def test_lm_monte_carlo_scoring_needs_samples():
+    from xposim.lm.preference import PreferenceConfig
+
+    with pytest.raises(ValueError, match="eval_samples must be >= 1 when scoring='monte_carlo'"):
+        PreferenceConfig(scoring="monte_carlo", eval_samples=0)

@@ -115,3 +115,29 @@ def test_run_learner_refuses_what_cannot_fit(monkeypatch):
     monkeypatch.setenv("XPOSIM_MEMORY_LIMIT", "1000")
     with pytest.raises(ValueError, match=r"run_learner\('xpo', rounds=10\).*needs about"):
         run_learner(env, make_learner("xpo"), 0.05, 10)
+
+
+def test_fresh_cache_is_detected_and_announced_once(tmp_path, monkeypatch, capsys):
+    """With an empty numba cache the fused kernel needs compiling (checked in a subprocess, no
+    compile is run); the announcement is one line, once per process."""
+    import os
+    import subprocess
+    import sys
+
+    from xposim.learners import engine, runner
+    from xposim.policies import TabularClass
+
+    if not hasattr(engine.run_rounds_tabular, "signatures"):
+        pytest.skip("numba JIT disabled in this process")
+    code = ("from xposim.learners.runner import kernels_need_compiling;"
+            "from xposim.policies import TabularClass; print(kernels_need_compiling(TabularClass()))")
+    environment = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True, timeout=300)
+    assert done.stdout.strip() == "True", done.stderr
+    run_learner(xs.envs.two_arm_lower_bound(0.1), make_learner("dpo"), 0.1, 2)  # compiled (or loaded) here
+    assert runner.kernels_need_compiling(TabularClass()) is False
+    monkeypatch.setattr(runner, "_ANNOUNCED", False)
+    monkeypatch.setattr(runner, "kernels_need_compiling", lambda pclass: True)
+    runner.announce_compilation(TabularClass())
+    runner.announce_compilation(TabularClass())
+    assert capsys.readouterr().err == "xposim: compiling kernels, first run only (cached for the next runs)\n"

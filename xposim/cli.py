@@ -1,7 +1,23 @@
 """The ``xposim`` command line.
 
-Every subcommand turns bad settings into one clear error line on stderr and exit status 2,
-never a traceback (argparse errors included).
+Every subcommand ends a failure with ONE line on stderr and a non-zero exit status, never a
+traceback:
+
+* a bad setting, argument, path or file (``ValueError``, ``OSError`` such as ``PermissionError``,
+  ``IsADirectoryError``, ``NotADirectoryError``, ``FileExistsError``; argparse errors included):
+  ``xposim: error: ...`` and exit status 2;
+* Ctrl-C: ``xposim: error: interrupted ...`` and exit status 130 (finished cells are kept);
+* a closed stdout pipe (``xposim run ... | head``): silence and exit status 141;
+* anything else (a bug): ``xposim: error: internal error: TYPE: message (set XPOSIM_DEBUG=1 to
+  see the traceback)`` and exit status 1.
+
+With the environment variable ``XPOSIM_DEBUG=1`` the traceback of any caught exception is printed
+before that line.
+
+Output directories (``--out``) are checked before any computation (:func:`check_output_directory`):
+an empty path, an existing regular file and a directory that cannot be created or written are
+refused. Progress bars are one option on every long-running subcommand:
+``--progress auto|on|off`` (auto: only when stderr is a terminal; :func:`add_progress_argument`).
 """
 from __future__ import annotations
 
@@ -9,18 +25,63 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
-__all__ = ["main", "build_parser", "CommandError"]
+__all__ = ["main", "build_parser", "CommandError", "check_output_directory", "add_progress_argument",
+           "resolve_progress", "DEBUG_ENV"]
+
+#: Environment variable that makes :func:`main` print tracebacks (any value but ``""``/``"0"``).
+DEBUG_ENV = "XPOSIM_DEBUG"
 
 
 class CommandError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
 
 
+def check_output_directory(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """Refuse an output directory that cannot be used, before any work starts; return it as a Path.
+
+    Refused (``CommandError`` naming ``flag``): an empty or blank path; a path that exists and is
+    not a directory; a path below an existing regular file; a directory (or, if it does not exist
+    yet, its nearest existing ancestor, where it would be created) without write and search
+    permission (``os.access(.., W_OK | X_OK)``, which also reports a read-only file system).
+    Nothing is created.
+    """
+    text = os.fspath(path)
+    if not str(text).strip():
+        raise CommandError(f"{flag} must be a directory path, got {text!r}")
+    directory = Path(text)
+    if directory.exists() and not directory.is_dir():
+        raise CommandError(f"{flag} {text!r} is an existing file, not a directory")
+    probe = directory.absolute()
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise CommandError(f"{flag} {text!r} cannot be created: {str(probe)!r} is a file, not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        where = "" if probe == directory.absolute() else f" (in {str(probe)!r})"
+        raise CommandError(f"{flag} {text!r} is not writable{where}: permission denied or read-only file system")
+    return directory
+
+
+def add_progress_argument(parser: argparse.ArgumentParser) -> None:
+    """The one progress option of every long-running subcommand: ``--progress auto|on|off``."""
+    parser.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
+                        help="progress bars on stderr (default auto: only when stderr is a terminal)")
+
+
+def resolve_progress(choice: str) -> bool:
+    """``--progress`` value -> whether to show progress bars (``auto``: stderr is a terminal)."""
+    if choice not in ("auto", "on", "off"):
+        raise ValueError(f"--progress must be one of auto, on, off, got {choice!r}")
+    return sys.stderr.isatty() if choice == "auto" else choice == "on"
+
+
 def _demo(args: argparse.Namespace) -> int:
     from xposim.demo import run_demo
 
-    run_demo(out=args.out, quick=True)
+    check_output_directory(args.out)
+    run_demo(out=args.out, quick=True, progress=resolve_progress(args.progress))
     return 0
 
 
@@ -40,6 +101,7 @@ def register(name: str, help_text: str):
 
 def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="xposim-demo", help="directory for the demo's tables and figures")
+    add_progress_argument(parser)
 
 
 register("demo", "the headline experiment on built-in defaults (what `make demo` runs)")((_add_demo_arguments, _demo))
@@ -52,7 +114,8 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     _load_plugins()
-    parser = _Parser(prog="xposim", description="Exact-ground-truth simulator for exploration in RLHF.")
+    parser = _Parser(prog="xposim", description="Exact-ground-truth simulator for exploration in RLHF.",
+                     epilog=f"Errors are one line on stderr (exit status 2); set {DEBUG_ENV}=1 to see tracebacks.")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
     for name, (help_text, add_arguments, _) in SUBCOMMANDS.items():
         add_arguments(sub.add_parser(name, help=help_text, description=help_text))
@@ -71,7 +134,32 @@ def _load_plugins() -> None:
                 raise
 
 
+def _debug() -> bool:
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one line (the lines of a multi-line message joined by ' ')."""
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def _os_error_text(exc: OSError) -> str:
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    names = [n for n in (exc.filename, exc.filename2) if n is not None]
+    return (f"{reason}: " + " -> ".join(repr(os.fsdecode(n)) for n in names)) if names else reason
+
+
+def _fail(message: str, status: int) -> int:
+    if _debug():
+        import traceback
+
+        traceback.print_exc()
+    print(f"xposim: error: {_one_line(message)}", file=sys.stderr)
+    return status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``xposim`` command; return the exit status (see the module docstring)."""
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -79,14 +167,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return 0
         return SUBCOMMANDS[args.command][2](args)
-    except (CommandError, ValueError, FileNotFoundError) as exc:
-        print(f"xposim: error: {exc}", file=sys.stderr)
-        return 2
+    except (CommandError, ValueError) as exc:
+        return _fail(str(exc) or type(exc).__name__, 2)
     except KeyboardInterrupt:
-        print("xposim: interrupted", file=sys.stderr)
-        return 130
+        return _fail("interrupted (finished results are kept; rerun the same command to resume)", 130)
     except BrokenPipeError:
         # the reader went away (``xposim run ... | head``): results are already written; stop
         # quietly, and keep Python from complaining again when it flushes stdout at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as exc:  # PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError, ...
+        return _fail(_os_error_text(exc), 2)
+    except Exception as exc:  # noqa: BLE001 - a bug: one line and a hint, not a traceback
+        hint = "" if _debug() else f" (set {DEBUG_ENV}=1 to see the traceback)"
+        return _fail(f"internal error: {type(exc).__name__}: {exc}{hint}", 1)

@@ -25,11 +25,12 @@ import pandas as pd
 from xposim import exact
 from xposim.envs.token_mdp import TokenMDP
 from xposim.learners.config import LearnerConfig
-from xposim.learners.engine import METRIC_COLUMNS
+from xposim.columns import METRIC_COLUMNS, RUN_COLUMNS, metrics_table
 from xposim.learners.registry import make_learner
 from xposim.learners.runner import (
     check_beta,
     check_checkpoints,
+    announce_compilation,
     check_rounds,
     estimate_run_bytes,
     resolve_policy_class,
@@ -39,8 +40,8 @@ from xposim.resources import check_memory
 from xposim.seeding import SeedLike, as_seed_sequence, child_seed
 
 #: Columns of the table returned by :func:`simulate`, in order: the learner and seed, then the
-#: engine's checkpoint metrics (without its internal ``solves`` counter).
-COLUMNS = ("learner", "seed") + tuple(c for c in METRIC_COLUMNS if c != "solves")
+#: checkpoint metrics (:mod:`xposim.columns`, the vocabulary of every table xposim writes).
+COLUMNS = RUN_COLUMNS + METRIC_COLUMNS
 
 
 def _resolve_learners(learners) -> list[LearnerConfig]:
@@ -175,6 +176,7 @@ def simulate(
                  f"simulate with {len(configs)} learner(s) x {len(seed_indices)} seed(s) x {len(checkpoints)} "
                  f"checkpoint(s)", "use fewer seeds, checkpoints or workers")
     root = as_seed_sequence(root_seed)
+    announce_compilation(pclass)
     optimal_value = exact.solve(env, beta).value
     jobs = [
         (env, learner, beta, rounds, checkpoints, i, child_seed(root, i), pclass, optimal_value)
@@ -198,17 +200,6 @@ def simulate(
                     done.result()  # a failed job raises here, at once
                     bar.update(1)
                 results = [f.result() for f in pending]
-    frames = []
-    for label, seed_index, metrics in results:
-        frame = pd.DataFrame(metrics[:, :-1], columns=list(COLUMNS[2:]))
-        frame.insert(0, "seed", seed_index)
-        frame.insert(0, "learner", label)
-        frames.append(frame)
-    table = pd.concat(frames, ignore_index=True)
-    table["round"] = table["round"].astype(np.int64)
-    table["queries"] = table["queries"].astype(np.int64)
-    table["seed"] = table["seed"].astype(np.int64)
-    table["solver_failures"] = table["solver_failures"].astype(np.int64)
-    table["solver_disagreements"] = table["solver_disagreements"].astype(np.int64)
-    table["learner"] = pd.Categorical(table["learner"], categories=[c.label for c in configs])
+    table = pd.concat([metrics_table(metrics, label, seed_index) for label, seed_index, metrics in results],
+                      ignore_index=True)
     return table[list(COLUMNS)]

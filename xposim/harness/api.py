@@ -13,8 +13,10 @@ from typing import Any
 
 import pandas as pd
 
+from xposim.harness.config import check_sweep_size
 from xposim.harness.experiments import get_experiment
-from xposim.harness.runner import SweepOutcome, dask_executor, make_cells, run_cells
+from xposim.harness.fingerprint import SHORT_LENGTH, short_fingerprint
+from xposim.harness.runner import SweepOutcome, dask_executor, error_text, make_cells, run_cells, sigterm_raises
 from xposim.harness.store import ResultsStore
 
 __all__ = ["run_experiment", "analyze_stored", "DEFAULT_OUT"]
@@ -25,22 +27,23 @@ DEFAULT_OUT = "xposim-results"
 
 def package_version() -> str:
     """The installed xposim version (``xposim.__version__``, else the distribution metadata)."""
-    import xposim
+    from xposim.harness.fingerprint import package_version as version
 
-    version = getattr(xposim, "__version__", None)
-    if version:
-        return str(version)
-    try:
-        from importlib.metadata import version as dist_version
+    return version()
 
-        return dist_version("xposim")
-    except Exception:  # noqa: BLE001 - not installed as a distribution
-        return "unknown"
+
+def _short(record: dict[str, str] | None) -> str | None:
+    return None if record is None else record["fingerprint"][:SHORT_LENGTH]
 
 
 def _manifest(experiment, settings: dict[str, Any], quick: bool, cells, status: str, outcome: SweepOutcome | None,
-              scheduler: str | None, workers: int | None) -> dict[str, Any]:
-    return {
+              scheduler: str | None, workers: int | None, error: str | None = None) -> dict[str, Any]:
+    """The manifest. ``code_fingerprint``: this process's code; ``fingerprints``: the code of the
+    results (short fingerprint -> version and cell count) and each cell entry's ``code_fingerprint``
+    (``None`` without a result), both once the sweep has run."""
+    provenance = {} if outcome is None else outcome.provenance
+    fingerprints = None if outcome is None else outcome.fingerprints()
+    manifest = {
         "experiment": experiment.name,
         "predictions": list(experiment.predictions),
         "description": experiment.description,
@@ -52,13 +55,20 @@ def _manifest(experiment, settings: dict[str, Any], quick: bool, cells, status: 
         "python": platform.python_version(),
         "numpy": __import__("numpy").__version__,
         "cell_ids": [c.cell_id for c in cells],
-        "cells": [{"cell_id": c.cell_id, "settings": c.settings, "seed_index": c.seed_index} for c in cells],
+        "code_fingerprint": short_fingerprint(),
+        "fingerprints": fingerprints,
+        "mixed_fingerprints": None if fingerprints is None else len(fingerprints) > 1,
+        "cells": [{"cell_id": c.cell_id, "settings": c.settings, "seed_index": c.seed_index,
+                   "code_fingerprint": _short(provenance.get(c.cell_id))} for c in cells],
         "status": status,
-        "n_failed": None if outcome is None else len(outcome.failures),
+        "n_failed": None if outcome is None else outcome.n_failed,
         "scheduler": scheduler,
         "workers": workers,
         "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    if error is not None:
+        manifest["error"] = error
+    return manifest
 
 
 def run_experiment(
@@ -71,36 +81,62 @@ def run_experiment(
     scheduler: str | None = None,
     executor=None,
     progress: bool = True,
+    accept_stale: bool = False,
 ) -> dict[str, Any]:
     """Run experiment ``name`` into ``out/name`` (resuming finished cells) and return its summary.
 
     ``overrides`` are validated against the experiment's settings (``ValueError`` for unknown
-    keys, wrong types or impossible values). ``executor`` (any concurrent.futures-style executor)
+    keys, wrong types or impossible values; more than ``MAX_SEEDS`` seeds or ``MAX_CELLS`` cells,
+    see :mod:`xposim.harness.config`). ``executor`` (any concurrent.futures-style executor)
     or ``scheduler`` (a dask.distributed address) choose where cells run; otherwise a local
     process pool of ``workers`` processes (1: this process). Writes ``manifest.json``,
     ``cells/``, ``results.parquet``, the figures and ``summary.json``.
+
+    The run holds the directory's lock (``StoreLockedError``, an ``OSError``, when another run
+    holds it). Stored cells computed by other code are recomputed, or reused with
+    ``accept_stale=True`` (see :func:`~xposim.harness.runner.run_cells`). The manifest ends
+    ``complete`` / ``incomplete`` (some cells failed), ``interrupted`` (KeyboardInterrupt, SIGTERM)
+    or ``failed`` (any other exception, its text under ``error``).
     """
     experiment = get_experiment(name)
     settings = experiment.settings(quick=quick, overrides=overrides)
     points = experiment.points(settings)
+    check_sweep_size(len(points), settings["seeds"], experiment.name)  # at most MAX_CELLS, before any allocation
     cells = make_cells(experiment.name, points, settings["seeds"], settings["root_seed"])
     store = ResultsStore(out, experiment.name)
-    store.prepare()
-    store.write_json("manifest.json", _manifest(experiment, settings, quick, cells, "running", None, scheduler, workers))
-    context = dask_executor(scheduler) if scheduler is not None and executor is None else nullcontext(executor)
-    start = time.perf_counter()
-    with context as chosen:
-        outcome = run_cells(cells, experiment.cell, store, workers=workers, executor=chosen, progress=progress,
-                            description=experiment.name)
-    store.write_results(outcome.results)
-    summary = analyze_stored(store, experiment, settings, quick, outcome.results, outcome.failures)
-    summary["run"] = {
-        "cells": outcome.n_cells, "skipped_already_done": outcome.n_skipped, "ran": outcome.n_run,
-        "failed": len(outcome.failures), "seconds": round(time.perf_counter() - start, 3),
-    }
-    store.write_json("summary.json", summary)
-    status = "complete" if not outcome.failures else "incomplete"
-    store.write_json("manifest.json", _manifest(experiment, settings, quick, cells, status, outcome, scheduler, workers))
+    with store.lock(), sigterm_raises():
+        try:
+            store.prepare()
+            store.write_json("manifest.json",
+                             _manifest(experiment, settings, quick, cells, "running", None, scheduler, workers))
+            context = dask_executor(scheduler) if scheduler is not None and executor is None else nullcontext(executor)
+            start = time.perf_counter()
+            with context as chosen:
+                outcome = run_cells(cells, experiment.cell, store, workers=workers, executor=chosen,
+                                    progress=progress, description=experiment.name, accept_stale=accept_stale)
+            store.write_results(outcome.results)
+            summary = analyze_stored(store, experiment, settings, quick, outcome.results, outcome.failures)
+            fingerprints = outcome.fingerprints()
+            summary["run"] = {
+                "cells": outcome.n_cells, "skipped_already_done": outcome.n_skipped, "ran": outcome.n_succeeded,
+                "attempted": outcome.n_run, "failed": outcome.n_failed,
+                "stale_recomputed": outcome.n_stale_recomputed, "stale_reused": outcome.n_stale_reused,
+                "corrupt_recomputed": outcome.n_corrupt, "code_fingerprint": short_fingerprint(),
+                "fingerprints": fingerprints, "mixed_fingerprints": len(fingerprints) > 1,
+                "seconds": round(time.perf_counter() - start, 3),
+            }
+            store.write_json("summary.json", summary)
+            status = "complete" if not outcome.failures else "incomplete"
+            store.write_json("manifest.json",
+                             _manifest(experiment, settings, quick, cells, status, outcome, scheduler, workers))
+        except BaseException as exc:
+            status = "interrupted" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "failed"
+            try:
+                store.write_json("manifest.json", _manifest(experiment, settings, quick, cells, status, None,
+                                                            scheduler, workers, error=error_text(exc)))
+            except Exception:  # noqa: BLE001 - the original error matters more
+                pass
+            raise
     return summary
 
 
@@ -126,9 +162,9 @@ def analyze_stored(store: ResultsStore, experiment, settings: dict[str, Any], qu
     try:
         analysis = experiment.analyze(results, settings, store.directory)
     except Exception as exc:  # noqa: BLE001 - keep the results; report the analysis failure
-        summary["analysis_error"] = f"{type(exc).__name__}: {exc}"
+        summary["analysis_error"] = error_text(exc)
         summary["analysis_traceback"] = traceback.format_exc()
-        print(f"xposim: analysis of {experiment.name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"xposim: analysis of {experiment.name} failed: {error_text(exc)}", file=sys.stderr)
         return summary
     summary.update(analysis)
     return summary

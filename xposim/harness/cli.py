@@ -2,7 +2,10 @@
 
 Bad settings, config files, experiment names and directories give one ``xposim: error:`` line
 and exit status 2 (handled by :func:`xposim.cli.main`); ``run`` exits 1 when some cells failed
-(their ids are printed and recorded; the other cells' results are kept).
+(their ids are printed and recorded; the other cells' results are kept). ``run --out`` is checked
+(:func:`xposim.cli.check_output_directory`) and the sweep size bounded (``--seeds`` at most
+:data:`xposim.harness.config.MAX_SEEDS`) before any cell runs. ``report`` turns any failure to read
+the results or to write ``report.md`` into one error line naming the directory.
 """
 from __future__ import annotations
 
@@ -12,11 +15,24 @@ import os
 import sys
 from typing import Any
 
-from xposim.cli import CommandError, register
+from xposim.cli import CommandError, add_progress_argument, check_output_directory, register, resolve_progress
 
 DEFAULT_OUT = "xposim-results"  # same as xposim.harness.api.DEFAULT_OUT (not imported: keeps `xposim list` fast)
 
 __all__ = ["format_predictions"]
+
+
+def _seeds(text: str) -> int:
+    from xposim.harness.config import MAX_SEEDS  # imported here: importing xposim.harness loads the runner
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not 1 <= value <= MAX_SEEDS:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer in [1, {MAX_SEEDS}] (the limit of seeds per experiment), got {text!r}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -52,14 +68,17 @@ register("list", "list the named experiments with one-line descriptions")((_add_
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="experiment name (see `xposim list`)")
     parser.add_argument("--quick", action="store_true", help="the quick settings (seconds; CI and the demo)")
-    parser.add_argument("--seeds", type=_positive_int, help="number of seeds (overrides the settings)")
+    parser.add_argument("--seeds", type=_seeds,
+                        help="number of seeds, at most 100000 = MAX_SEEDS (overrides the settings)")
     parser.add_argument("--workers", type=_positive_int, help="local worker processes (default: CPU count)")
     parser.add_argument("--scheduler", metavar="ADDR", help="dask.distributed scheduler, e.g. tcp://HOST:8786")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default: {DEFAULT_OUT}); reruns resume")
     parser.add_argument("--config", metavar="FILE.toml", help="TOML file of setting overrides")
     parser.add_argument("--json", action="store_true", help="print summary.json as the last line of output")
-    parser.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
-                        help="progress bar on stderr (auto: when stderr is a terminal)")
+    parser.add_argument("--accept-stale", action="store_true",
+                        help="reuse stored cells computed by other code (another code fingerprint) instead of "
+                             "recomputing them; the manifest and report say the results mix code")
+    add_progress_argument(parser)
 
 
 def format_predictions(summary: dict[str, Any]) -> str:
@@ -81,17 +100,22 @@ def _run(args: argparse.Namespace) -> int:
     from xposim.harness.api import run_experiment
     from xposim.harness.config import load_config
     from xposim.harness.experiments import get_experiment
+    from xposim.harness.store import StoreLockedError
 
     experiment = get_experiment(args.name)
     overrides = load_config(args.config, experiment.name) if args.config else {}
     if args.seeds is not None:
         overrides["seeds"] = args.seeds
-    progress = {"on": True, "off": False, "auto": sys.stderr.isatty()}[args.progress]
+    check_output_directory(args.out)
+    progress = resolve_progress(args.progress)
     try:
         summary = run_experiment(experiment.name, args.out, quick=args.quick, overrides=overrides,
-                                 workers=args.workers, scheduler=args.scheduler, progress=progress)
+                                 workers=args.workers, scheduler=args.scheduler, progress=progress,
+                                 accept_stale=args.accept_stale)
     except ModuleNotFoundError as exc:
         raise CommandError(f"experiment {experiment.name!r} needs module {exc.name!r}, which is not available") from None
+    except StoreLockedError as exc:
+        raise CommandError(str(exc)) from None
     except OSError as exc:
         raise CommandError(f"cannot write results under {args.out!r}: {exc.strerror or exc}") from None
     directory = os.path.join(args.out, experiment.name)
@@ -125,7 +149,16 @@ def _add_report_arguments(parser: argparse.ArgumentParser) -> None:
 def _report(args: argparse.Namespace) -> int:
     from xposim.harness.report import write_report
 
-    path, text = write_report(args.directory)
+    try:
+        path, text = write_report(args.directory)
+    except ValueError:  # report's own one-line messages (no results, invalid JSON, ...)
+        raise
+    except OSError as exc:
+        where = f": {str(exc.filename)!r}" if exc.filename else ""
+        raise CommandError(f"report of {args.directory!r} failed: {exc.strerror or exc}{where}") from None
+    except Exception as exc:  # noqa: BLE001 - a malformed summary.json: one line, not a traceback
+        raise CommandError(f"cannot build the report of {args.directory!r}: a summary.json there is malformed "
+                           f"({type(exc).__name__}: {exc})") from None
     print(text)
     print(f"(written to {path})", file=sys.stderr)
     return 0

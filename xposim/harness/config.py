@@ -2,22 +2,52 @@
 
 A setting's type is the type of its default value (``int``, ``float``, ``str``, ``bool`` or a list
 of one of those). An override must have that type (an ``int`` is accepted where a ``float`` is
-expected); an unknown key or a wrong type is a :class:`ValueError` with one clear line that names
-the key, the expected type and the value given.
+expected); an unknown key, a wrong type or a float that is not finite (TOML ``nan``, ``inf``) is a
+:class:`ValueError` with one clear line that names the key, the expected type and the value given.
+
+Sweep sizes are bounded so that an impossible request fails at once instead of growing without
+end: at most :data:`MAX_SEEDS` seeds and :data:`MAX_CELLS` cells (points x seeds) per experiment
+(:func:`check_seeds`, :func:`check_sweep_size`).
 """
 from __future__ import annotations
 
 import copy
 import json
+import math
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["COMMON_SETTINGS", "load_config", "validate_overrides", "type_name", "canonical_json"]
+__all__ = ["COMMON_SETTINGS", "MAX_SEEDS", "MAX_CELLS", "load_config", "validate_overrides", "type_name",
+           "canonical_json", "check_seeds", "check_sweep_size"]
 
 #: Settings every experiment has: number of seeds and the root seed of ``SeedSequence``.
 COMMON_SETTINGS: dict[str, Any] = {"seeds": 4, "root_seed": 0}
+
+#: Most seeds one experiment may run (setting ``seeds``, ``xposim run --seeds``).
+MAX_SEEDS = 100_000
+
+#: Most cells (sweep points x seeds) one experiment may run.
+MAX_CELLS = 1_000_000
+
+
+def check_seeds(seeds: Any, name: str = "setting 'seeds'") -> int:
+    """``seeds`` if it is an integer in ``[1, MAX_SEEDS]``, else a one-line ``ValueError``."""
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
+        raise ValueError(f"{name} must be an integer in [1, {MAX_SEEDS}] (the limit of seeds per experiment), "
+                         f"got {seeds!r}")
+    return seeds
+
+
+def check_sweep_size(n_points: int, seeds: int, experiment: str = "") -> int:
+    """``n_points * seeds`` (the number of cells) if it is at most ``MAX_CELLS``, else ``ValueError``."""
+    n_cells = int(n_points) * int(seeds)
+    if n_cells > MAX_CELLS:
+        where = f" of experiment '{experiment}'" if experiment else ""
+        raise ValueError(f"the sweep{where} has {n_points} points x {seeds} seeds = {n_cells} cells, above the "
+                         f"limit of {MAX_CELLS} cells per experiment; lower 'seeds' or shorten the list settings")
+    return n_cells
 
 
 def canonical_json(value: Any) -> str:
@@ -55,7 +85,13 @@ def _coerce_scalar(key: str, default: Any, value: Any) -> Any:
             return value
     elif kind == "float":
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                number = float(value)
+            except OverflowError:  # an int beyond float64
+                number = math.inf
+            if not math.isfinite(number):
+                raise ValueError(f"setting '{key}' must be a finite float, got {value!r}")
+            return number
     elif kind == "str":
         if isinstance(value, str):
             return value
@@ -68,6 +104,8 @@ def _coerce(key: str, default: Any, value: Any) -> Any:
     if isinstance(default, list):
         if not isinstance(value, list):
             raise ValueError(f"setting '{key}' must be of type {type_name(default)}, got {value!r} ({type_name(value)})")
+        if any(_non_finite(v) for v in value):
+            raise ValueError(f"setting '{key}' must be of type {type_name(default)} with finite entries, got {value!r}")
         if not default:
             return list(value)
         template = 0.0 if type_name(default) == "list of float" else default[0]
@@ -78,6 +116,11 @@ def _coerce(key: str, default: Any, value: Any) -> Any:
                 f"setting '{key}' must be of type {type_name(default)}, got {value!r}"
             ) from None
     return _coerce_scalar(key, default, value)
+
+
+def _non_finite(value: Any) -> bool:
+    """A float that is ``nan`` or ``+-inf`` (what TOML's ``nan`` / ``inf`` parse to)."""
+    return isinstance(value, float) and not math.isfinite(value)
 
 
 def validate_overrides(defaults: Mapping[str, Any], overrides: Mapping[str, Any], experiment: str) -> dict[str, Any]:

@@ -220,7 +220,7 @@ def queries_to_threshold(
     threshold: float,
     metric: str = "suboptimality",
     by: Sequence[str] = ("learner",),
-    run: Sequence[str] = ("seed_index",),
+    run: Sequence[str] = ("seed",),
     time: str = "queries",
 ) -> pd.DataFrame:
     """Per run, the first ``time`` (queries) at which ``metric < threshold``.

@@ -2,39 +2,108 @@
 
 Layout::
 
-    OUT/NAME/manifest.json      exact settings, package version, root seed, cell ids, quick/full
+    OUT/NAME/manifest.json      exact settings, package version and code fingerprint(s), root seed,
+                                cell ids (and each result's fingerprint), quick/full, final status
     OUT/NAME/cells/ID.parquet   one file per finished cell (written to a temporary name, then
-                                ``os.replace``-d: a reader never sees a half-written file)
+                                ``os.replace``-d: a reader never sees a half-written file); its
+                                Parquet key-value metadata holds the fingerprint of the code that
+                                computed it and the xposim version (:data:`FINGERPRINT_KEY`,
+                                :data:`VERSION_KEY`)
+    OUT/NAME/cells/stale/       cells computed by other code, moved aside when recomputed
+    OUT/NAME/cells/corrupt/     cell files that could not be read, moved aside when recomputed
     OUT/NAME/failures/ID.json   the error of a cell that raised (removed when it later succeeds)
     OUT/NAME/results.parquet    the concatenation of the sweep's cell files, in sweep order
     OUT/NAME/summary.json       every prediction: measured value and interval, predicted, verdict
     OUT/NAME/*.png, *.svg       figures
+    OUT/NAME/.xposim-run.lock   ``flock``-ed by the run writing the directory (holds its pid)
 
-Rerunning a sweep with the same ``OUT`` skips the cells whose files exist.
+Rerunning a sweep with the same ``OUT`` skips the cells whose files exist (and were computed by
+the same code, see :mod:`xposim.harness.runner`). Every file is created with the permissions of a
+plain ``open()`` (``0o666 & ~umask``: 0644 under the usual umask 022), like the figures.
+
+Temporary files are named ``.FILE.pidPID.XXXXXXXX.tmp`` after the writing process: ``prepare``
+removes only those whose writer is dead (another process's file mid-write is never touched).
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
-from collections.abc import Iterable
+import time
+import weakref
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-__all__ = ["ResultsStore", "atomic_write_bytes", "atomic_write_json"]
+__all__ = ["ResultsStore", "StoreLockedError", "atomic_write_bytes", "atomic_write_json", "FINGERPRINT_KEY",
+           "VERSION_KEY", "LOCK_NAME"]
+
+#: Parquet key-value metadata of a cell file: the full fingerprint of the code that computed it.
+FINGERPRINT_KEY = b"xposim.code_fingerprint"
+#: Parquet key-value metadata of a cell file: ``xposim.__version__`` of the computing process.
+VERSION_KEY = b"xposim.version"
+#: The lock file of a run directory.
+LOCK_NAME = ".xposim-run.lock"
+#: A temporary file without a writer pid (written by an older xposim) is removed by ``prepare``
+#: only when it is older than this many seconds.
+UNTAGGED_TMP_SECONDS = 3600.0
+
+_TMP_PID = re.compile(r"\.pid(\d+)\.[^.]+\.tmp$")
+
+
+class StoreLockedError(OSError):
+    """Another live process holds the lock of a run directory."""
+
+
+def _umask() -> int:
+    """The process umask (read from ``/proc`` on Linux: setting it to probe is not thread-safe)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return True
+    return True
+
+
+def tmp_writer_pid(path: str | Path) -> int | None:
+    """The pid encoded in a temporary file's name by :func:`atomic_write_bytes` (``None`` if absent)."""
+    match = _TMP_PID.search(Path(path).name)
+    return int(match.group(1)) if match else None
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file in the same directory, fsync, rename)."""
+    """Write ``data`` to ``path`` atomically: a temporary file ``.NAME.pidPID.XXXXXXXX.tmp`` in the
+    same directory, fsync, permissions ``0o666 & ~umask`` (``mkstemp`` creates 0600), rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.pid{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
+            os.fchmod(handle.fileno(), 0o666 & ~_umask())
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -83,6 +152,28 @@ def _nan_to_none(obj: Any) -> Any:
     return obj
 
 
+# Stores holding a directory lock in this process. A forked child (a process-pool worker) inherits
+# the lock's open file description, which would keep the directory locked for as long as the child
+# lives; the child closes its copy right after the fork (the parent keeps the lock).
+_LOCKED_STORES: weakref.WeakSet[ResultsStore] = weakref.WeakSet()
+
+
+def _release_inherited_locks() -> None:
+    for store in list(_LOCKED_STORES):
+        fd = store._lock_fd
+        store._lock_fd = None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    _LOCKED_STORES.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_release_inherited_locks)
+
+
 class ResultsStore:
     """Files of one experiment run under ``root / name`` (see the module docstring)."""
 
@@ -92,32 +183,143 @@ class ResultsStore:
         self.directory = self.root / name
         self.cells_dir = self.directory / "cells"
         self.failures_dir = self.directory / "failures"
+        self.stale_dir = self.cells_dir / "stale"
+        self.corrupt_dir = self.cells_dir / "corrupt"
+        self._lock_fd: int | None = None
 
     # ------------------------------------------------------------------ setup
     def prepare(self) -> None:
-        """Create the directories and remove temporary files left by an interrupted run."""
+        """Create the directories and remove temporary files left by dead writers: a file tagged
+        with a pid is removed only when that process no longer exists; an untagged one (older
+        xposim) only when older than :data:`UNTAGGED_TMP_SECONDS`."""
         for directory in (self.directory, self.cells_dir, self.failures_dir):
             directory.mkdir(parents=True, exist_ok=True)
+        now = time.time()
         for directory in (self.directory, self.cells_dir, self.failures_dir):
             for leftover in directory.glob(".*.tmp"):
-                leftover.unlink(missing_ok=True)
+                pid = tmp_writer_pid(leftover)
+                try:
+                    if pid is not None:
+                        remove = not _pid_alive(pid)
+                    else:
+                        remove = now - leftover.stat().st_mtime > UNTAGGED_TMP_SECONDS
+                    if remove:
+                        leftover.unlink(missing_ok=True)
+                except FileNotFoundError:  # its writer renamed it meanwhile
+                    pass
+
+    # ------------------------------------------------------------------ lock
+    @property
+    def lock_path(self) -> Path:
+        return self.directory / LOCK_NAME
+
+    @property
+    def locked(self) -> bool:
+        """Whether this store object holds the directory's lock."""
+        return self._lock_fd is not None
+
+    @contextmanager
+    def lock(self) -> Iterator[ResultsStore]:
+        """Hold the run directory's lock (``fcntl.flock``, exclusive, non-blocking) for the block.
+
+        A second run on the same directory (another process, or another store object) gets a
+        :class:`StoreLockedError` (an ``OSError``) naming the holder's pid. Re-entrant on the same
+        object. The kernel releases the lock when the holder exits, however it exits.
+        """
+        if self._lock_fd is not None:
+            yield self
+            return
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: no locking
+            yield self
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "?"
+            finally:
+                os.close(fd)
+            raise StoreLockedError(
+                f"another xposim run (pid {holder}) holds {self.directory}: wait for it to finish or use "
+                "another output directory") from None
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        except OSError:
+            os.close(fd)
+            raise
+        self._lock_fd = fd
+        _LOCKED_STORES.add(self)
+        try:
+            yield self
+        finally:
+            _LOCKED_STORES.discard(self)
+            self._lock_fd = None
+            os.close(fd)  # releases the flock
 
     # ------------------------------------------------------------------ cells
     def cell_path(self, cell_id: str) -> Path:
         return self.cells_dir / f"{cell_id}.parquet"
 
     def finished_ids(self) -> set[str]:
-        """Ids of the cells whose result file exists."""
+        """Ids of the cells whose result file exists (whatever code computed it)."""
         if not self.cells_dir.exists():
             return set()
         return {p.stem for p in self.cells_dir.glob("*.parquet")}
 
-    def write_cell(self, cell_id: str, frame: pd.DataFrame) -> Path:
-        """Persist one finished cell atomically and clear a failure recorded for it earlier."""
+    def write_cell(self, cell_id: str, frame: pd.DataFrame, *, fingerprint: str | None = None,
+                   version: str | None = None) -> Path:
+        """Persist one finished cell atomically, with the computing code's ``fingerprint`` and
+        ``version`` in its Parquet metadata (default: this process's), and clear a failure
+        recorded for it earlier."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from xposim.harness.fingerprint import code_fingerprint, package_version
+
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        metadata = dict(table.schema.metadata or {})
+        metadata[FINGERPRINT_KEY] = (fingerprint or code_fingerprint()).encode("utf-8")
+        metadata[VERSION_KEY] = (version or package_version()).encode("utf-8")
+        sink = pa.BufferOutputStream()
+        pq.write_table(table.replace_schema_metadata(metadata), sink)
         path = self.cell_path(cell_id)
-        atomic_write_bytes(path, frame.to_parquet(index=False))
+        atomic_write_bytes(path, sink.getvalue().to_pybytes())
         (self.failures_dir / f"{cell_id}.json").unlink(missing_ok=True)
         return path
+
+    def cell_provenance(self, cell_id: str) -> dict[str, str]:
+        """``{"fingerprint": ..., "version": ...}`` of a stored cell, read from its Parquet footer
+        (``"unknown"`` for a cell written without them). Raises (``OSError``, ``ValueError``) when
+        the file cannot be read as Parquet, e.g. truncated."""
+        import pyarrow.parquet as pq
+
+        from xposim.harness.fingerprint import UNKNOWN
+
+        metadata = pq.read_metadata(self.cell_path(cell_id)).metadata or {}
+        return {
+            "fingerprint": metadata.get(FINGERPRINT_KEY, UNKNOWN.encode()).decode("utf-8", "replace"),
+            "version": metadata.get(VERSION_KEY, UNKNOWN.encode()).decode("utf-8", "replace"),
+        }
+
+    def move_aside(self, cell_id: str, kind: str, tag: str) -> Path:
+        """Move a cell file into ``cells/KIND/ID.TAG.parquet`` (``kind``: ``"stale"`` or
+        ``"corrupt"``; a numeric suffix keeps earlier files of the same name) and return the new path."""
+        if kind not in ("stale", "corrupt"):
+            raise ValueError(f"kind must be 'stale' or 'corrupt', got {kind!r}")
+        folder = self.cells_dir / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{cell_id}.{tag}.parquet"
+        counter = 1
+        while target.exists():
+            target = folder / f"{cell_id}.{tag}.{counter}.parquet"
+            counter += 1
+        os.replace(self.cell_path(cell_id), target)
+        return target
 
     def read_cell(self, cell_id: str) -> pd.DataFrame:
         return pd.read_parquet(self.cell_path(cell_id))

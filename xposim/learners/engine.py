@@ -30,6 +30,8 @@ from collections import namedtuple
 import numpy as np
 from numba import njit
 
+from xposim._jit import internal_kernel
+from xposim import columns
 from xposim.learners.config import (
     BONUS_ON_SECOND,
     BONUS_ON_SEPARATE,
@@ -70,22 +72,8 @@ from xposim.policies.tabular import (
     tabular_solve,
 )
 
-# metric columns of the checkpoint table
-METRIC_COLUMNS = (
-    "round",
-    "queries",
-    "kl_regularized_value",
-    "suboptimality",
-    "best_iterate_suboptimality",
-    "average_iterate_suboptimality",
-    "cumulative_regret",
-    "kl_to_ref",
-    "expected_reward",
-    "argmax_regret",
-    "solver_failures",
-    "solver_disagreements",
-    "solves",
-)
+# metric columns of the checkpoint table: the vocabulary's metrics, then the internal solve counter
+METRIC_COLUMNS = columns.METRIC_COLUMNS + ("solves",)
 N_METRICS = len(METRIC_COLUMNS)
 
 # slots of the float ``scalars`` array of the engine state
@@ -132,7 +120,7 @@ RunConstants = namedtuple("RunConstants", ["beta", "optimal_value"])
 
 
 # ============================================================================ sampling
-@njit(cache=True)
+@internal_kernel
 def cdf_search(cdf: np.ndarray, u: float) -> int:
     """Smallest index ``i`` with ``cdf[i] > u`` (inverse CDF; zero-probability entries are skipped)."""
     lo = 0
@@ -151,7 +139,7 @@ def cdf_search(cdf: np.ndarray, u: float) -> int:
     return lo
 
 
-@njit(cache=True)
+@internal_kernel
 def _sample_weighted_view(view: IterateView, x: int, u: float, slot_weight: np.ndarray,
                           rest_coefficient: float) -> int:
     """Draw from weights ``slot_weight[s]`` (linear) on the slots and ``rest_coefficient * pi_ref`` on the rest."""
@@ -182,7 +170,7 @@ def _sample_weighted_view(view: IterateView, x: int, u: float, slot_weight: np.n
     return view.slot_leaf[x, last]
 
 
-@njit(cache=True)
+@internal_kernel
 def _historical_weights(view: IterateView, eng: EngineState, x: int, t: float, out: np.ndarray) -> float:
     """Mixture weights of ``pi^(1..t)`` on the slots of ``x`` (unnormalized sums); returns the rest coefficient."""
     pending = t - eng.hist_time[x]
@@ -192,7 +180,7 @@ def _historical_weights(view: IterateView, eng: EngineState, x: int, t: float, o
     return eng.hist_rest[x] + pending * math.exp(view.rest_logscale[x] - lz)
 
 
-@njit(cache=True)
+@internal_kernel
 def draw_response(code: int, arrays: EnvArrays, view: IterateView, eng: EngineState, x: int, u: float,
                   temperature: float, t: int, weights: np.ndarray) -> int:
     """A leaf of context ``x`` from sampler ``code`` (``SAMPLER_*``) with the uniform ``u``."""
@@ -217,7 +205,7 @@ def draw_response(code: int, arrays: EnvArrays, view: IterateView, eng: EngineSt
 
 
 # ============================================================================ bookkeeping
-@njit(cache=True)
+@internal_kernel
 def engine_create_slot(view: IterateView, arrays: EnvArrays, eng: EngineState, x: int, leaf: int) -> int:
     """Slot of ``leaf`` (appending it to the view if new, initializing the engine's per-slot arrays)."""
     slot, created = view_create_slot(view, arrays.leaf_logref, x, leaf)
@@ -232,7 +220,7 @@ def engine_create_slot(view: IterateView, arrays: EnvArrays, eng: EngineState, x
     return slot
 
 
-@njit(cache=True)
+@internal_kernel
 def flush_history(view: IterateView, eng: EngineState, x: int, t: int) -> None:
     """Add ``(t - hist_time) pi_current(.|x)`` to the mixture sums (before ``x``'s iterate changes)."""
     pending = float(t) - eng.hist_time[x]
@@ -245,7 +233,7 @@ def flush_history(view: IterateView, eng: EngineState, x: int, t: int) -> None:
     eng.hist_time[x] = float(t)
 
 
-@njit(cache=True)
+@internal_kernel
 def snapshot_policy(view: IterateView, x: int, out_slot_logp: np.ndarray, out_offset: np.ndarray) -> None:
     """``out_slot_logp[x, s] = log pi(slot s|x)`` and ``out_offset[x] = log c`` (rest = c pi_ref)."""
     lz = view.log_partition[x]
@@ -254,13 +242,13 @@ def snapshot_policy(view: IterateView, x: int, out_slot_logp: np.ndarray, out_of
     out_offset[x] = view.rest_logscale[x] - lz
 
 
-@njit(cache=True)
+@internal_kernel
 def weights_scratch(eng: EngineState) -> np.ndarray:
     """Scratch row ``(L,)`` for sampler weights: the extra last row of ``hist_slot`` (never a context)."""
     return eng.hist_slot[eng.hist_slot.shape[0] - 1]
 
 
-@njit(cache=True)
+@internal_kernel
 def play_round(t: int, uniforms: np.ndarray, arrays: EnvArrays, plan, view: IterateView, eng: EngineState,
                store: PairStore) -> int:
     """Draw, label and store the ``B`` pairs of round ``t`` (no policy update). Returns ``B``.
@@ -359,7 +347,7 @@ def begin_round(t: int, uniforms: np.ndarray, arrays: EnvArrays, plan, alpha: fl
                         batch if plan.mode == MODE_PAPER else 0, plan.reference_mode == REFERENCE_PREVIOUS)
 
 
-@njit(cache=True)
+@internal_kernel
 def _average_iterate_value(view: IterateView, arrays: EnvArrays, eng: EngineState, beta: float, t: int) -> float:
     """``J_beta`` of the uniform mixture of the played iterates ``pi^(1..t)`` (exact)."""
     total = 0.0
@@ -444,13 +432,13 @@ def refresh_values(arrays: EnvArrays, view: IterateView, eng: EngineState, beta:
 @njit(cache=True)
 def end_round(t: int, arrays: EnvArrays, plan, view: IterateView, eng: EngineState, consts) -> None:
     """After the update: ``J(pi^(t+1))``, the best iterate, and the checkpoint row if ``t`` is one."""
-    refresh_values(arrays, view, eng, consts.beta, False)
+    refresh_values(arrays, view, eng, consts.beta, np.bool_(False))  # np.bool_: not a literal (one specialization)
     gap = consts.optimal_value - eng.scalars[S_VALUE]
     if gap < eng.scalars[S_BEST]:
         eng.scalars[S_BEST] = gap
     row = eng.next_checkpoint[0]
     if row < eng.checkpoints.shape[0] and eng.checkpoints[row] == t:
-        record_metrics(row, t, plan.batch_size, arrays, view, eng, consts, False)
+        record_metrics(row, t, plan.batch_size, arrays, view, eng, consts, np.bool_(False))
         eng.next_checkpoint[0] = row + 1
 
 
@@ -493,7 +481,7 @@ def solve_offline_tabular(arrays: EnvArrays, plan, consts, view: IterateView, en
                            plan.pair_param, plan.bonus_kind, 0.0, consts.beta, eng.changed, eng.counters,
                            eng.batch_context, eng.batch_chosen, eng.batch_rejected, eng.batch_bonus, 0, False)
     tabular_solve(state, view, arrays.leaf_logref, problem, ws, any_data)
-    refresh_values(arrays, view, eng, consts.beta, True)
+    refresh_values(arrays, view, eng, consts.beta, np.bool_(True))
 
 
 @njit(cache=True, nogil=True)
@@ -521,4 +509,4 @@ def solve_offline_finite(arrays: EnvArrays, plan, consts, view: IterateView, eng
                            eng.batch_context, eng.batch_chosen, eng.batch_rejected, eng.batch_bonus, 0, False)
     finite_solve(state, view, problem, eng.batch_context, eng.batch_chosen, eng.batch_rejected,
                  eng.batch_bonus, 0, any_data, True)
-    refresh_values(arrays, view, eng, consts.beta, True)
+    refresh_values(arrays, view, eng, consts.beta, np.bool_(True))

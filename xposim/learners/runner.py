@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 
 import numpy as np
@@ -251,6 +252,31 @@ def _new_engine_state(arrays: EnvArrays, view: IterateView, plan, checkpoints: n
     # pi^(1): the frozen sampler (POPO's pi_sam) and the loss reference start at pi_ref (offsets 0);
     # the historical sums start at zero: the mixture of pi^(1..t) is accumulated from round 1
     return eng
+
+
+_ANNOUNCED = False
+
+
+def kernels_need_compiling(pclass: PolicyClass) -> bool:
+    """Whether the fused round loop of ``pclass`` is neither compiled in this process nor in numba's
+    on-disk cache (a fresh install: the first run compiles for about a minute). ``False`` when unsure."""
+    kernel = {TABULAR_CODE: engine.run_rounds_tabular, FINITE_CODE: engine.run_rounds_finite}.get(pclass.builtin_code)
+    if kernel is None or not hasattr(kernel, "signatures") or kernel.signatures:
+        return False
+    try:  # numba's cache index of the kernel (an internal path: any surprise means "unsure")
+        import os
+
+        return not os.path.exists(kernel._cache._cache_file._index_path)
+    except AttributeError:
+        return False
+
+
+def announce_compilation(pclass: PolicyClass) -> None:
+    """Print one line to stderr, once per process, before a run that compiles the kernels."""
+    global _ANNOUNCED
+    if not _ANNOUNCED and kernels_need_compiling(pclass):
+        _ANNOUNCED = True
+        print("xposim: compiling kernels, first run only (cached for the next runs)", file=sys.stderr, flush=True)
 
 
 def run_learner(

@@ -3,7 +3,7 @@
 ::
 
     xposim lm [--learner xpo|online_dpo|dpo] [--rounds N] [--quick] [--out DIR] [--json]
-              [--mode paper|trl] [--seed N] [...]
+              [--mode paper|trl] [--seed N] [--progress auto|on|off] [...]
 
 Steps: generate the task (:func:`xposim.lm.task.make_lm_task`); load the SFT reference model from
 ``OUT/reference_<key>.npz`` or train and cache it (:func:`xposim.lm.sft.load_or_train_reference`);
@@ -13,8 +13,10 @@ write the tidy log ``OUT/lm_<learner>_<mode>_seed<seed>.parquet``, the learning-
 summary as a JSON object (``initial_value``, ``final_value``, ``best_value``, ``optimal_value`` =
 exact ``J_beta(pi*)``, ``learner``, ``rounds``, ... ; NaN written as ``null``).
 
-Bad settings (an unknown learner, zero rounds, a tree too large for ``--scoring exact``) end with
-one error line naming the setting and exit status 2 (:mod:`xposim.cli`).
+Bad settings (an unknown learner, zero rounds, a tree too large for ``--scoring exact``,
+``--eval-samples 0`` with Monte Carlo scoring, an unusable ``--out``) end with one error line naming
+the setting and exit status 2 (:mod:`xposim.cli`), before any training. ``--no-progress`` is a
+deprecated alias of ``--progress off``.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from xposim.cli import CommandError, register
+from xposim.cli import CommandError, add_progress_argument, check_output_directory, register, resolve_progress
 
 __all__ = ["LMExperiment", "run_lm_experiment", "QUICK", "plot_learning_curve", "format_round_table"]
 
@@ -60,7 +62,8 @@ class LMExperiment:
     scoring: str = "exact"
     """``exact``, ``monte_carlo`` or ``auto``."""
     eval_samples: int | None = None
-    """Fresh samples per round for the Monte Carlo metrics (``None``: 256, quick: 64)."""
+    """Fresh samples per round for the Monte Carlo metrics (``None``: 256, quick: 64); at least 1
+    when the scoring is Monte Carlo (``monte_carlo``, or ``auto`` on a tree too large to enumerate)."""
     seed: int = 0
     """Learner seed (sampling, labels, minibatch order)."""
     task_seed: int = 0
@@ -171,6 +174,20 @@ def run_lm_experiment(experiment: LMExperiment, out: str | Path):
         return _run_lm_experiment(experiment, out)
 
 
+def _scores_by_monte_carlo(scoring: str, n_prompts: int, vocab_size: int, horizon: int) -> bool:
+    """Whether ``scoring`` means Monte Carlo metrics: ``monte_carlo``, or ``auto`` on a tree too
+    large to enumerate (the rule of :func:`xposim.lm.preference.run_preference_learning`)."""
+    if scoring != "auto":
+        return scoring == "monte_carlo"
+    from xposim.lm.task import check_exact_scoring
+
+    try:
+        check_exact_scoring(n_prompts, vocab_size, horizon)
+    except ValueError:
+        return True
+    return False
+
+
 def _run_lm_experiment(experiment: LMExperiment, out: str | Path):
     from xposim.lm.model import TransformerConfig
     from xposim.lm.preference import PreferenceConfig, run_preference_learning
@@ -183,6 +200,11 @@ def _run_lm_experiment(experiment: LMExperiment, out: str | Path):
     if experiment.scoring == "exact":  # fail before any training
         check_exact_scoring(task_config.n_prompts, task_config.vocab_size, task_config.horizon)
     pick = lambda value, key: preset[key] if value is None else value  # noqa: E731
+    monte_carlo = _scores_by_monte_carlo(experiment.scoring, task_config.n_prompts, task_config.vocab_size,
+                                         task_config.horizon)
+    if monte_carlo and pick(experiment.eval_samples, "eval_samples") < 1:
+        raise ValueError(f"eval_samples must be an integer >= 1 when the scoring is Monte Carlo "
+                         f"(scoring={experiment.scoring!r}), got {experiment.eval_samples!r}")
     config = PreferenceConfig(
         learner=experiment.learner, mode=experiment.mode, rounds=pick(experiment.rounds, "rounds"),
         pairs_per_round=pick(experiment.pairs_per_round, "pairs_per_round"), beta=experiment.beta,
@@ -247,7 +269,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="small model, short SFT, few rounds (a few seconds)")
     parser.add_argument("--out", default="xposim-lm", help="output directory (reference model cache, log, figure)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress_argument(parser)
+    parser.add_argument("--no-progress", action="store_true", help="deprecated: same as --progress off")
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
@@ -273,18 +296,32 @@ def _check_arguments(args: argparse.Namespace) -> None:
                 f"--scoring exact needs the network on every prefix: --vocab-size {args.vocab_size} --horizon "
                 f"{args.horizon} --n-prompts {args.n_prompts} means {needed:,} sequences, above the limit of "
                 f"{MAX_EXACT_SEQUENCES:,}; use --scoring monte_carlo or a smaller --vocab-size/--horizon") from None
+    if args.eval_samples == 0 and _scores_by_monte_carlo(args.scoring, args.n_prompts, args.vocab_size, args.horizon):
+        why = "" if args.scoring == "monte_carlo" else ", which is Monte Carlo on a tree this large"
+        raise CommandError(f"--eval-samples must be an integer >= 1 with --scoring {args.scoring}{why} "
+                           f"(the metrics are estimated from fresh samples), got 0")
     if args.alpha is not None and args.learner != "xpo":
         raise CommandError(f"--alpha is a parameter of --learner xpo only, not of {args.learner}")
+    if args.no_progress and args.progress == "on":
+        raise CommandError("--no-progress (deprecated alias of --progress off) contradicts --progress on")
+
+
+def _format_value(value) -> str:
+    """A summary value for the closing line: ``0.1234``, or ``n/a`` when it was not measured (``None``)."""
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def _run(args: argparse.Namespace) -> int:
     _check_arguments(args)
+    check_output_directory(args.out)
+    if args.no_progress:
+        print("xposim: note: --no-progress is deprecated; use --progress off", file=sys.stderr)
     experiment = LMExperiment(
         learner=args.learner, mode=args.mode, rounds=args.rounds, pairs_per_round=args.pairs_per_round, beta=args.beta,
         alpha=args.alpha, learning_rate=args.learning_rate, epochs_per_round=args.epochs_per_round,
         vocab_size=args.vocab_size, horizon=args.horizon, n_prompts=args.n_prompts, scoring=args.scoring,
         eval_samples=args.eval_samples, seed=args.seed, task_seed=args.task_seed, quick=args.quick,
-        progress=False if args.no_progress else None,
+        progress=False if args.no_progress else resolve_progress(args.progress),
     )
     try:
         summary, log = run_lm_experiment(experiment, args.out)
@@ -292,7 +329,8 @@ def _run(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     print(format_round_table(log))
     opt = summary["optimal_value"]
-    print(f"{summary['learner']} ({summary['mode']}): J_beta {summary['initial_value']:.4f} -> {summary['final_value']:.4f}"
+    print(f"{summary['learner']} ({summary['mode']}): J_beta {_format_value(summary['initial_value'])} -> "
+          f"{_format_value(summary['final_value'])}"
           + (f" (optimum {opt:.4f}, exact)" if opt is not None else " (Monte Carlo estimates)")
           + f"; reference model {'reused' if summary['reference_reused'] else 'trained'}: {summary['reference_model']}")
     print(f"log: {summary['log']}  figure: {summary['figure']}")

@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from xposim import exact
+from xposim.columns import with_dtypes
 from xposim.envs.token_mdp import TokenMDP
 from xposim.lm.metrics import batch_metrics, empty_batch_metrics, evaluation_metrics
 from xposim.lm.model import Transformer
@@ -152,6 +153,8 @@ class PreferenceConfig:
         if self.temperature is not None and (isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float))
                                              or not 0 < self.temperature < math.inf):
             raise ValueError(f"temperature must be a finite number > 0, got {self.temperature!r}")
+        if self.scoring == "monte_carlo" and self.eval_samples == 0:
+            raise ValueError("eval_samples must be >= 1 when scoring='monte_carlo' (the metrics would all be NaN)")
 
     @property
     def resolved_alpha(self) -> float:
@@ -300,6 +303,21 @@ def _resolve_scoring(config: PreferenceConfig, task: LMTask) -> str:
     return "exact"
 
 
+def seed_column(seed: SeedLike) -> int:
+    """The int64 ``seed`` column of the log (the vocabulary of :mod:`xposim.columns`): the seed
+    itself for an int, a ``SeedSequence`` child's index (the last entry of its spawn key, as the
+    harness and ``simulate`` number their runs), a root sequence's entropy when it fits in int64,
+    else -1."""
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return int(seed)
+    if isinstance(seed, np.random.SeedSequence):
+        if seed.spawn_key:
+            return int(seed.spawn_key[-1])
+        if isinstance(seed.entropy, (int, np.integer)) and 0 <= seed.entropy < 2 ** 63:
+            return int(seed.entropy)
+    return -1
+
+
 def run_preference_learning(task: LMTask, reference: Transformer, config: PreferenceConfig = PreferenceConfig(),
                             seed: SeedLike = 0, env: TokenMDP | None = None) -> PreferenceRun:
     """Run ``config.learner`` for ``config.rounds`` rounds from ``pi^(1) = reference`` (module docstring).
@@ -346,8 +364,7 @@ def run_preference_learning(task: LMTask, reference: Transformer, config: Prefer
             mc = monte_carlo_scores(task, contexts, drawn[:, p:], logp_policy, logp_ref, config.beta)
         return {**evaluation_metrics(scores, optimal_value, mc), "average_iterate_value": average_value}
 
-    seed_label = int(seed) if isinstance(seed, (int, np.integer)) else str(seed)
-    base = {"learner": config.learner, "mode": config.mode, "seed": seed_label, "beta": config.beta, "alpha": alpha,
+    base = {"learner": config.learner, "mode": config.mode, "seed": seed_column(seed), "beta": config.beta, "alpha": alpha,
             "temperature": temperature, "scoring": scoring}
     rows = [{**base, "round": 0, "labels": 0, **empty_batch_metrics(), **evaluate_iterate(reference, 0)}]
 
@@ -414,7 +431,7 @@ def run_preference_learning(task: LMTask, reference: Transformer, config: Prefer
     if bar is not None:
         bar.close()
 
-    log = pd.DataFrame(rows)
+    log = with_dtypes(pd.DataFrame(rows))
     value_column = "kl_regularized_value" if scoring == "exact" else "mc/kl_regularized_value"
     values = log[value_column].to_numpy()
     best = int(np.nanargmax(values)) if np.any(np.isfinite(values)) else 0

@@ -17,6 +17,7 @@ import math
 import numpy as np
 from numba import njit
 
+from xposim._jit import internal_kernel
 from xposim.losses.bonus import bonus_loss, bonus_loss_hessian
 from xposim.losses.kinds import BONUS_COPO, BONUS_NONE, PAIR_CHIPO, PAIR_DPO, PAIR_IPO
 from xposim.losses.pair import pair_loss, pair_loss_hessian
@@ -47,7 +48,7 @@ def check_bonus_parameters(kind: int, alpha: float, beta: float) -> None:
         raise ValueError("beta must be finite and > 0")
 
 
-@njit(cache=True)
+@internal_kernel
 def _check_weight(w: float) -> None:
     if not (w >= 0.0 and w < math.inf):
         raise ValueError("weights must be finite and >= 0")

@@ -20,6 +20,7 @@ import sys
 
 from numba import njit
 
+from xposim._jit import internal_kernel
 from xposim.numerics import log_sigmoid, sigmoid, softplus
 from xposim.losses.kinds import PAIR_CHIPO, PAIR_DPO, PAIR_IPO
 
@@ -27,7 +28,7 @@ from xposim.losses.kinds import PAIR_CHIPO, PAIR_DPO, PAIR_IPO
 LOG_FLOAT_MAX = math.log(sys.float_info.max)
 
 
-@njit(cache=True)
+@internal_kernel
 def safe_exp(x: float) -> float:
     """``e^x``, saturating to ``inf`` instead of raising (plain Python's ``math.exp`` raises)."""
     if x > LOG_FLOAT_MAX:
@@ -35,7 +36,7 @@ def safe_exp(x: float) -> float:
     return math.exp(x)
 
 
-@njit(cache=True)
+@internal_kernel
 def exp_minus_exp(x: float, y: float) -> float:
     """``e^x - e^y`` without overflowing when both are huge (``inf`` only if the result is)."""
     if x == y:

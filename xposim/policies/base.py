@@ -61,6 +61,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from xposim._jit import internal_kernel
 from xposim.envs.token_mdp import TokenMDP
 from xposim.numerics import logaddexp
 
@@ -299,7 +300,7 @@ def view_leaf_logprob(view: IterateView, leaf_logref: np.ndarray, x: int, leaf: 
     return leaf_logref[x, leaf] + view.rest_logscale[x] - view.log_partition[x]
 
 
-@njit(cache=True)
+@internal_kernel
 def view_rest_log_coefficient(view: IterateView, x: int) -> float:
     """``log c`` with ``pi(tau|x) = c pi_ref(tau|x)`` on every rest leaf."""
     return view.rest_logscale[x] - view.log_partition[x]
@@ -335,7 +336,7 @@ def view_sample(view: IterateView, x: int, u: float) -> int:
     return tree_sample(view.rest_tree[x], u)
 
 
-@njit(cache=True)
+@internal_kernel
 def _child_log_masses(view: IterateView, x: int, base: int, width: int, vocab: int, out: np.ndarray) -> None:
     """Log mass of each child subtree (leaf ranges ``base + a*width ... +width``) under the iterate."""
     scale = view.rest_logscale[x]
@@ -360,10 +361,10 @@ def view_sample_tempered(view: IterateView, x: int, u: float, temperature: float
     One uniform ``u`` drives the whole path (rescaled at each level). ``scratch`` has ``>= vocab`` entries.
     Cost ``O(H (n_slots + A log L))``.
     """
-    width = 1
+    width = np.int64(1)  # np.int64, not literals: one compiled specialization of _child_log_masses
     for _ in range(horizon - 1):
         width *= vocab
-    base = 0
+    base = np.int64(0)
     for _ in range(horizon):
         _child_log_masses(view, x, base, width, vocab, scratch)
         best = 0

@@ -27,6 +27,7 @@ from collections import namedtuple
 import numpy as np
 from numba import njit
 
+from xposim._jit import internal_kernel
 from xposim.envs.token_mdp import TokenMDP
 from xposim.losses.bonus import bonus_loss
 from xposim.losses.kinds import BONUS_NONE
@@ -60,7 +61,7 @@ FiniteState = namedtuple(
 FiniteState.__doc__ = """Tabulated members and their running objectives (module docstring)."""
 
 
-@njit(cache=True)
+@internal_kernel
 def _bonus_term(kind: int, logp: float, logp_ref: float, beta: float, count: float, weight: float) -> float:
     if count == 0.0:
         return 0.0
@@ -68,7 +69,7 @@ def _bonus_term(kind: int, logp: float, logp_ref: float, beta: float, count: flo
     return count * loss
 
 
-@njit(cache=True)
+@internal_kernel
 def _recompute_context(state: FiniteState, problem: SolveProblem, x: int, n_slots: int) -> None:
     """Rebuild the context-``x`` parts of every member from all the data (after a reference drift)."""
     store = problem.store
@@ -98,7 +99,7 @@ def _recompute_context(state: FiniteState, problem: SolveProblem, x: int, n_slot
         state.weight_used[x, s] = problem.bonus_weight[x, s]
 
 
-@njit(cache=True)
+@internal_kernel
 def _update_bonus_slot(state: FiniteState, problem: SolveProblem, x: int, s: int) -> None:
     """Replace the bonus term of slot ``(x, s)`` if its count or weight changed."""
     new_count = problem.bonus_count[x, s]

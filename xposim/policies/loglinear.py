@@ -61,6 +61,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from xposim._jit import internal_kernel
 from xposim import exact
 from xposim.envs.token_mdp import TokenMDP
 from xposim.losses.bonus import bonus_loss, bonus_loss_hessian
@@ -161,7 +162,7 @@ def loglinear_context_logits(theta: np.ndarray, features: np.ndarray, leaf_logre
     return largest + math.log(total)
 
 
-@njit(cache=True)
+@internal_kernel
 def _context_mean(features: np.ndarray, x: int, logw: np.ndarray, log_z: float, out_mean: np.ndarray) -> float:
     """``E_{pi_theta(.|x)}[phi]`` (weights renormalized, so rounding of ``log Z`` does not bias it); returns the mass."""
     n_leaves, dim = features.shape[1], features.shape[2]
@@ -180,7 +181,7 @@ def _context_mean(features: np.ndarray, x: int, logw: np.ndarray, log_z: float, 
     return mass
 
 
-@njit(cache=True)
+@internal_kernel
 def _touch(work: LogLinearWork, n_touched: int, leaf: int, dim: int) -> int:
     if not work.mark[leaf]:
         work.mark[leaf] = True
@@ -407,7 +408,7 @@ def ball_model_minimizer(theta: np.ndarray, grad: np.ndarray, eigenvalues: np.nd
     return True, mu
 
 
-@njit(cache=True)
+@internal_kernel
 def _model_change(theta: np.ndarray, grad: np.ndarray, hess: np.ndarray, target: np.ndarray) -> float:
     """``g^T d + 1/2 d^T H d`` with ``d = target - theta`` (change of the quadratic model)."""
     dim = theta.shape[0]
@@ -423,7 +424,7 @@ def _model_change(theta: np.ndarray, grad: np.ndarray, hess: np.ndarray, target:
     return linear + 0.5 * quadratic
 
 
-@njit(cache=True)
+@internal_kernel
 def _model_slope(theta: np.ndarray, grad: np.ndarray, target: np.ndarray) -> float:
     slope = 0.0
     for i in range(theta.shape[0]):

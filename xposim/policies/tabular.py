@@ -68,6 +68,7 @@ from collections import namedtuple
 import numpy as np
 from numba import njit
 
+from xposim._jit import internal_kernel
 from xposim.envs.token_mdp import TokenMDP
 from xposim.losses.bonus import bonus_loss, bonus_loss_hessian
 from xposim.losses.kinds import BONUS_NONE, PAIR_CHIPO, PAIR_DPO, PAIR_IPO
@@ -399,7 +400,7 @@ def _dense_newton_direction(nf: int, ws: Workspace, n_edges: int, s_total: float
     return 1 if tau <= 1e-6 * max_diag else 2
 
 
-@njit(cache=True)
+@internal_kernel
 def _cg_newton_direction(n: int, nf: int, ws: Workspace, n_edges: int, s_total: float, s_curv: float,
                          beta: float, forcing: float) -> bool:
     """Truncated Jacobi-preconditioned CG for ``H_FF d = -g_F``; returns True if it met negative curvature."""
@@ -486,7 +487,7 @@ def _cg_newton_direction(n: int, nf: int, ws: Workspace, n_edges: int, s_total: 
     return negative
 
 
-@njit(cache=True)
+@internal_kernel
 def _projected_gradient_norm(n: int, v: np.ndarray, grad: np.ndarray, scale: float, lo: float, hi: float) -> float:
     worst = 0.0
     for j in range(n):
@@ -516,7 +517,7 @@ def projected_newton(n: int, k: int, v: np.ndarray, ws: Workspace, n_edges: int,
         if pg <= tolerance:
             return value, True, iteration
         eps = eps0 if pg > eps0 else pg
-        nf = 0
+        nf = np.int64(0)  # not a literal 0: one compiled specialization of the callees
         for j in range(n):
             g = ws.grad[j]
             at_lower = v[j] <= lo + eps and g > 0.0
@@ -553,7 +554,7 @@ def projected_newton(n: int, k: int, v: np.ndarray, ws: Workspace, n_edges: int,
                     moved += 1
             if moved == 0:
                 break
-            new_nf = 0
+            new_nf = np.int64(0)
             for i in range(nf):
                 vi = ws.free_index[i]
                 dj = ws.direction[vi]
@@ -639,7 +640,7 @@ def projected_newton(n: int, k: int, v: np.ndarray, ws: Workspace, n_edges: int,
     return value, pg <= tolerance, max_iterations
 
 
-@njit(cache=True)
+@internal_kernel
 def kink_stationary(n: int, k: int, v: np.ndarray, ws: Workspace, n_edges: int, pair_kind: int, pair_param: float,
                     bonus_kind: int, alpha: float, beta: float, lo: float, hi: float, scale: float,
                     tolerance: float) -> bool:
@@ -748,7 +749,7 @@ def kink_stationary(n: int, k: int, v: np.ndarray, ws: Workspace, n_edges: int, 
     return _projected_gradient_norm(n, v, grad, scale, lo, hi) <= tolerance
 
 
-@njit(cache=True)
+@internal_kernel
 def _find(parent: np.ndarray, i: int) -> int:
     while parent[i] != i:
         parent[i] = parent[parent[i]]
@@ -813,7 +814,7 @@ def recenter_components(n: int, v: np.ndarray, v_warm: np.ndarray, ws: Workspace
 
 
 # =============================================================================== per-context solve
-@njit(cache=True)
+@internal_kernel
 def _load_context(state: TabularState, view: IterateView, problem: SolveProblem, ws: Workspace, x: int) -> tuple[int, int, int, float]:
     """Gather context ``x`` into the workspace; returns ``(n, k, n_edges, N)`` (``N`` = number of loss terms)."""
     k = view.n_slots[x]
@@ -843,7 +844,7 @@ def _load_context(state: TabularState, view: IterateView, problem: SolveProblem,
     return n, k, n_edges, scale
 
 
-@njit(cache=True)
+@internal_kernel
 def _store_context(state: TabularState, view: IterateView, leaf_logref: np.ndarray, x: int, n: int, k: int,
                    v: np.ndarray, beta: float) -> bool:
     """Write ``v`` back into the class state and the view; True if any value changed."""
@@ -862,7 +863,7 @@ def _store_context(state: TabularState, view: IterateView, leaf_logref: np.ndarr
     return changed
 
 
-@njit(cache=True)
+@internal_kernel
 def _bonus_term(kind: int, logp: float, logp_ref: float, alpha: float, beta: float, count: float,
                 weight: float) -> tuple[float, float]:
     """``count * bonus_loss`` and its derivative in ``log pi`` (0 for a zero count)."""
@@ -872,7 +873,7 @@ def _bonus_term(kind: int, logp: float, logp_ref: float, alpha: float, beta: flo
     return count * loss, count * d_logp
 
 
-@njit(cache=True)
+@internal_kernel
 def _bonus_delta(state: TabularState, problem: SolveProblem, ws: Workspace, x: int, s: int) -> float:
     """Move slot ``s``'s bonus term from the cached (count, weight) to the current one; returns the value change."""
     new_count = problem.bonus_count[x, s]
@@ -891,7 +892,7 @@ def _bonus_delta(state: TabularState, problem: SolveProblem, ws: Workspace, x: i
     return new_value - old_value
 
 
-@njit(cache=True)
+@internal_kernel
 def _try_incremental(state: TabularState, view: IterateView, leaf_logref: np.ndarray, problem: SolveProblem,
                      ws: Workspace, x: int) -> bool:
     """Derivative cache: if the round's new terms leave the warm start optimal, update the cache and return True.
@@ -964,7 +965,7 @@ def _try_incremental(state: TabularState, view: IterateView, leaf_logref: np.nda
     return pg <= state.tolerance
 
 
-@njit(cache=True)
+@internal_kernel
 def _fill_cache(state: TabularState, problem: SolveProblem, ws: Workspace, x: int, k: int, value: float,
                 scale: float) -> None:
     """Record ``ws.d`` (at the final values) and the objective as the context's derivative cache."""
@@ -978,7 +979,7 @@ def _fill_cache(state: TabularState, problem: SolveProblem, ws: Workspace, x: in
     state.cache_valid[x] = True
 
 
-@njit(cache=True)
+@internal_kernel
 def _bonus_active(problem: SolveProblem, x: int, k: int) -> bool:
     """True if context ``x``'s objective has a bonus term (a bonus kind, ``alpha > 0`` and a sample)."""
     if problem.bonus_kind == BONUS_NONE or problem.alpha <= 0.0:
@@ -989,7 +990,7 @@ def _bonus_active(problem: SolveProblem, x: int, k: int) -> bool:
     return False
 
 
-@njit(cache=True)
+@internal_kernel
 def tabular_solve_context(state: TabularState, view: IterateView, leaf_logref: np.ndarray,
                           problem: SolveProblem, ws: Workspace, x: int) -> None:
     """Paper-mode argmin of context ``x`` (module docstring); updates state, view, ``problem.changed``."""
@@ -1117,7 +1118,7 @@ def tabular_gradient_step(state: TabularState, view: IterateView, leaf_logref: n
         for s in range(state.known[x], k):
             state.values[x, s] = state.rest_value[x]
         state.known[x] = k
-        n_edges = 0
+        n_edges = np.int64(0)  # not a literal 0 (one specialization of context_objective)
         for b in range(n_batch):
             if batch_context[b] == x and batch_chosen[b] != batch_rejected[b]:
                 ws.edge_a[n_edges] = batch_chosen[b]

@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from xposim._jit import internal_kernel
 from xposim import exact
 from xposim.envs.token_mdp import TokenMDP
 from xposim.losses.bonus import bonus_loss, bonus_loss_hessian
@@ -148,7 +149,7 @@ def new_token_logit_work(n_leaves: int, n_states: int, vocab: int, horizon: int)
 
 
 # ============================================================================ setup of a context
-@njit(cache=True)
+@internal_kernel
 def _add_data_leaf(work: TokenLogitWork, leaf: int, n_u: int, n_k: int, vocab: int, horizon: int,
                    n_states: int) -> tuple[int, int]:
     if work.leaf_local[leaf] >= 0:
@@ -211,7 +212,7 @@ def token_logit_release(n_u: int, n_k: int, work: TokenLogitWork) -> None:
 
 
 # ============================================================================ objective
-@njit(cache=True)
+@internal_kernel
 def _log_softmax_states(z: np.ndarray, allowed: np.ndarray, n_k: int, out: np.ndarray) -> None:
     vocab = z.shape[1]
     for q in range(n_k):
@@ -296,7 +297,7 @@ def token_logit_objective(z: np.ndarray, n_u: int, n_k: int, data: LeafData, k: 
     return value
 
 
-@njit(cache=True)
+@internal_kernel
 def _reverse_accumulate(leaf_values: np.ndarray, n_u: int, n_k: int, work: TokenLogitWork, node_sum: np.ndarray,
                         state_sum: np.ndarray) -> None:
     """``node_sum[s, a] = sum of leaf_values over data leaves below (s, a)``, ``state_sum[s] = sum_a node_sum[s, a]``."""
@@ -362,7 +363,7 @@ def token_logit_hessian_vector(v: np.ndarray, n_u: int, n_k: int, data: LeafData
 
 
 # ============================================================================ solver
-@njit(cache=True)
+@internal_kernel
 def box_projected_gradient(z: np.ndarray, grad: np.ndarray, allowed: np.ndarray, n_k: int, n_terms: float,
                            bound: float) -> float:
     """``max |z - P[z - grad/N]|`` over the allowed active logits, ``P`` the clip to ``[-bound, bound]``."""
@@ -383,7 +384,7 @@ def box_projected_gradient(z: np.ndarray, grad: np.ndarray, allowed: np.ndarray,
     return worst
 
 
-@njit(cache=True)
+@internal_kernel
 def _dot(a: np.ndarray, b: np.ndarray, n_k: int) -> float:
     s = 0.0
     for q in range(n_k):
@@ -392,7 +393,7 @@ def _dot(a: np.ndarray, b: np.ndarray, n_k: int) -> float:
     return s
 
 
-@njit(cache=True)
+@internal_kernel
 def _damped_cg_direction(n_u: int, n_k: int, data: LeafData, k: int, work: TokenLogitWork, h_pair: np.ndarray,
                          h_bonus: np.ndarray, relative_tolerance: float, damping: float) -> tuple[bool, float]:
     """Truncated CG for ``(H_FF + damping I) d_F = -g_F`` on the free variables (``work.direction``, 0 elsewhere).
@@ -447,7 +448,7 @@ def _damped_cg_direction(n_u: int, n_k: int, data: LeafData, k: int, work: Token
     return ok, kappa
 
 
-@njit(cache=True)
+@internal_kernel
 def _projected_trial(origin: np.ndarray, direction: np.ndarray, step: float, bound: float, n_k: int,
                      grad: np.ndarray, out: np.ndarray) -> float:
     """``out = P[origin + step * direction]`` (clip to the box); returns ``grad^T (out - origin)``."""
@@ -464,7 +465,7 @@ def _projected_trial(origin: np.ndarray, direction: np.ndarray, step: float, bou
     return change
 
 
-@njit(cache=True)
+@internal_kernel
 def token_logit_projected_newton(n_u: int, n_k: int, data: LeafData, k: int, loss: LossParameters, bound: float,
                                  n_terms: float, tolerance: float, max_iterations: int, work: TokenLogitWork,
                                  h_pair: np.ndarray, h_bonus: np.ndarray) -> tuple[float, int, int]:

@@ -73,7 +73,7 @@ def best_ratio(ratios: np.ndarray, means: np.ndarray) -> tuple[float, str]:
 
 def _wide(results: pd.DataFrame, beta: float, T: int) -> pd.DataFrame:
     sub = results[(results["beta"] == beta) & (results["round"] == T)]
-    return sub.pivot_table(index="seed_index", columns="alpha_ratio", values="average_regret", aggfunc="first").dropna()
+    return sub.pivot_table(index="seed", columns="alpha_ratio", values="average_regret", aggfunc="first").dropna()
 
 
 def analyze(results: pd.DataFrame, settings: dict[str, Any], directory: Path) -> dict[str, Any]:
@@ -126,7 +126,7 @@ def analyze(results: pd.DataFrame, settings: dict[str, Any], directory: Path) ->
             detail=f"average regret: alpha=0 {ivs[left].estimate:.4f}, best alpha={float(c_min) * beta:.3g} "
                    f"{ivs[c_min].estimate:.4f}, alpha={float(right) * beta:.3g} {ivs[right].estimate:.4f}"))
     # scaling of the best alpha: bootstrap over seeds
-    seeds = sorted(set(results["seed_index"]))
+    seeds = sorted(set(results["seed"]))
     rng = make_rng(0)
     cache = {(beta, T): _wide(results, beta, T) for beta in betas for T in horizons}
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from xposim.harness.config import COMMON_SETTINGS, validate_overrides
+from xposim.harness.config import COMMON_SETTINGS, check_seeds, validate_overrides
 
 __all__ = ["Experiment", "register_experiment", "get_experiment", "experiment_names", "all_experiments"]
 
@@ -59,10 +59,12 @@ class Experiment:
         return base
 
     def settings(self, quick: bool = True, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Validated settings: defaults updated with ``overrides``, then :attr:`check`-ed."""
+        """Validated settings: defaults updated with ``overrides``, then :attr:`check`-ed.
+
+        ``seeds`` must lie in ``[1, MAX_SEEDS]`` (:data:`xposim.harness.config.MAX_SEEDS`) and
+        ``root_seed`` be ``>= 0``; ``ValueError`` naming the setting otherwise."""
         settings = validate_overrides(self.defaults(quick), overrides or {}, self.name)
-        if settings["seeds"] < 1:
-            raise ValueError(f"setting 'seeds' must be >= 1, got {settings['seeds']}")
+        check_seeds(settings["seeds"])  # 1 <= seeds <= MAX_SEEDS, before any sweep is built
         if settings["root_seed"] < 0:
             raise ValueError(f"setting 'root_seed' must be >= 0, got {settings['root_seed']}")
         if self.check is not None:

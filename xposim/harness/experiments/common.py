@@ -4,7 +4,7 @@ A cell runs ONE learner for ONE seed (``xposim.learners.run_learner``) and retur
 metric columns of the ``xposim.simulate`` contract (``learner, round, queries,
 kl_regularized_value, suboptimality, best_iterate_suboptimality, average_iterate_suboptimality,
 cumulative_regret, kl_to_ref, expected_reward, argmax_regret``); the runner adds the cell id,
-seed index and settings. Offline learners are trained once per dataset size (nested datasets:
+seed (index) and settings. Offline learners are trained once per dataset size (nested datasets:
 the first ``n`` pairs of a seed are the same for every size), so their "checkpoints" are sizes.
 """
 from __future__ import annotations
@@ -16,11 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-METRICS = (
-    "round", "queries", "kl_regularized_value", "suboptimality", "best_iterate_suboptimality",
-    "average_iterate_suboptimality", "cumulative_regret", "kl_to_ref", "expected_reward", "argmax_regret",
-    "solver_failures", "solver_disagreements",
-)
+from xposim.columns import METRIC_COLUMNS, with_dtypes
 
 #: Harness labels that are not registry names: label -> (registry name, fixed overrides).
 LABELS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -170,12 +166,9 @@ def run_one(env, label: str, beta: float, rounds: int, seed: np.random.SeedSeque
         result = run_learner(env, learner, beta, int(rounds), checkpoints=checkpoints, seed=seed,
                              policy_class=policy_class, optimal_value=optimal_value)
         metrics, columns = result.metrics, result.columns
-    frame = pd.DataFrame(metrics, columns=list(columns))
-    frame = frame[[c for c in METRICS if c in frame.columns]].copy()
-    frame["round"] = frame["round"].astype(np.int64)
-    frame["queries"] = frame["queries"].astype(np.int64)
+    frame = pd.DataFrame(metrics, columns=list(columns))[list(METRIC_COLUMNS)]
     frame.insert(0, "learner", label)
-    return frame
+    return with_dtypes(frame)
 
 
 
@@ -184,7 +177,7 @@ def relative_hits(results: pd.DataFrame, by: Sequence[str], fraction: float,
                   metric: str = "suboptimality") -> pd.DataFrame:
     """Queries until ``metric`` first falls below ``fraction`` times its value at round 0
     (``pi^(1) = pi_ref``), per run, censored at the last checkpoint (see
-    :func:`xposim.harness.stats.queries_to_threshold`). Returns ``by + ['seed_index', 'queries',
+    :func:`xposim.harness.stats.queries_to_threshold`). Returns ``by + ['seed', 'queries',
     'observed', 'budget', 'threshold']``."""
     from xposim.harness import stats
 
@@ -194,7 +187,7 @@ def relative_hits(results: pd.DataFrame, by: Sequence[str], fraction: float,
         if start.empty:
             raise ValueError(f"relative thresholds need the round-0 row; group {key} has none")
         threshold = fraction * float(start.mean())
-        hits = stats.queries_to_threshold(group, threshold, metric, by=list(by), run=("seed_index",))
+        hits = stats.queries_to_threshold(group, threshold, metric, by=list(by), run=("seed",))
         hits["threshold"] = threshold
         frames.append(hits)
     return pd.concat(frames, ignore_index=True)

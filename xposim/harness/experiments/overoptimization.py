@@ -69,7 +69,7 @@ def analyze(results: pd.DataFrame, settings: dict[str, Any], directory: Path) ->
                                "dataset size n (preference pairs from π_ref)", "E_π̂[r] (mean, 95% t-band)", curves,
                                overlays, logx=True, logy=False)
     sub = results[results["beta"] == beta_min]
-    wide = sub.pivot_table(index="seed_index", columns=["learner", "queries"], values="expected_reward",
+    wide = sub.pivot_table(index="seed", columns=["learner", "queries"], values="expected_reward",
                            aggfunc="first").dropna()
     if "dpo" in set(sub["learner"]):
         dpo = wide["dpo"]

@@ -72,7 +72,7 @@ def analyze(results: pd.DataFrame, settings: dict[str, Any], directory: Path) ->
                 row[metric] = iv.estimate
                 row[metric + "_half_width"] = (iv.high - iv.low) / 2
             table.append(row)
-        wide = last.pivot_table(index="seed_index", columns="learner", values="best_iterate_suboptimality",
+        wide = last.pivot_table(index="seed", columns="learner", values="best_iterate_suboptimality",
                                 aggfunc="first").dropna()
         for learner in [l for l in settings["learners"] if l != "xpo" and l in wide.columns]:
             if "xpo" not in wide.columns:

@@ -94,7 +94,7 @@ def analyze(results: pd.DataFrame, settings: dict[str, Any], directory: Path) ->
     for learner, g in band.groupby("learner", sort=False):
         curves.append(plots.Curve(f"{learner}: best iterate", g["queries"], g["mean"], g["low"], g["high"]))
         sub = results[(results["learner"] == learner) & (results["queries"] >= settings["fit_from"])]
-        wide = sub.pivot_table(index="seed_index", columns="queries", values=metric, aggfunc="first").dropna()
+        wide = sub.pivot_table(index="seed", columns="queries", values=metric, aggfunc="first").dropna()
         x = wide.columns.to_numpy(float)
         if x.size < 3 or len(wide) < 2:
             predictions.append(prediction_record(
