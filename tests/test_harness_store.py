@@ -636,3 +636,18 @@ def test_cli_accept_stale_flag_and_locked_directory_message(tmp_path, capsys):
         assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("xposim: error: another xposim run (pid ")
+
+
+def test_a_fresh_numba_cache_compiles_once_in_the_main_process_before_the_pool(tmp_path, monkeypatch, capsys):
+    """With kernels to compile, the first cell runs in this process (so the pool workers load the
+    cache instead of all compiling at once); the results are those of a one-worker run."""
+    import xposim.harness.runner as runner
+
+    cells = _cells()
+    reference = _run(ResultsStore(tmp_path / "one", "selftest"), cells)
+    monkeypatch.setattr(runner, "_kernels_need_compiling", lambda: True)
+    capsys.readouterr()
+    pooled = run_cells(cells, selftest_cell, ResultsStore(tmp_path / "two", "selftest"), workers=2, progress=False)
+    assert "compiling kernels in this process first" in capsys.readouterr().err
+    assert (pooled.n_run, pooled.n_skipped, pooled.n_failed) == (4, 0, 0)
+    pd.testing.assert_frame_equal(pooled.results, reference.results, check_exact=True)

@@ -395,6 +395,14 @@ def _sort_stored(store: ResultsStore, unique: dict[str, Cell], accept_stale: boo
     return kept, n_recomputed, n_reused, len(corrupt)
 
 
+def _kernels_need_compiling() -> bool:
+    """Whether the learners' fused round loop is neither compiled here nor in numba's cache."""
+    from xposim.learners.runner import kernels_need_compiling
+    from xposim.policies.tabular import TabularClass
+
+    return kernels_need_compiling(TabularClass())
+
+
 def _run_locked(cells: Sequence[Cell], cell_fn: CellFunction, store: ResultsStore, workers: int | None,
                 executor: cf.Executor | None, progress: bool, description: str | None,
                 accept_stale: bool) -> SweepOutcome:
@@ -414,6 +422,13 @@ def _run_locked(cells: Sequence[Cell], cell_fn: CellFunction, store: ResultsStor
     n_workers = int(workers or default_workers())
     pool: cf.ProcessPoolExecutor | None = None
     futures: dict[cf.Future, Cell] = {}
+    warm: list[CellOutcome] = []
+    if executor is None and n_workers > 1 and len(todo) > 1 and _kernels_need_compiling():
+        # a fresh numba cache: run the first cell here so that the kernels are compiled once and
+        # cached, instead of once in every pool worker at the same time
+        _warn("compiling kernels in this process first (first run only; cached for the next runs)")
+        warm.append(execute_cell(cell_fn, todo[0]))
+        todo = todo[1:]
     # Submit before the progress bar exists: a local pool forks its workers on the first submit,
     # and forking while tqdm's monitor thread runs is best avoided.
     if executor is None and n_workers > 1 and len(todo) > 1:
@@ -423,7 +438,7 @@ def _run_locked(cells: Sequence[Cell], cell_fn: CellFunction, store: ResultsStor
     if executor is not None:
         futures = {executor.submit(execute_cell, cell_fn, cell): cell for cell in todo}
     bar = tqdm(
-        total=len(unique), initial=len(unique) - len(todo), disable=not progress, file=sys.stderr,
+        total=len(unique), initial=len(unique) - len(todo) - len(warm), disable=not progress, file=sys.stderr,
         unit="cell", desc=description or (cells[0].experiment if cells else "sweep"), dynamic_ncols=True,
     )
 
@@ -448,6 +463,8 @@ def _run_locked(cells: Sequence[Cell], cell_fn: CellFunction, store: ResultsStor
         bar.set_postfix_str(f"last {outcome.cell_id}", refresh=False)
 
     try:
+        for outcome in warm:
+            handle(outcome)
         if executor is None:
             for cell in todo:
                 handle(execute_cell(cell_fn, cell))
@@ -466,7 +483,8 @@ def _run_locked(cells: Sequence[Cell], cell_fn: CellFunction, store: ResultsStor
               f"{', '.join(f'{k} ({n})' for k, n in sorted(foreign.items()))}; this process: "
               f"{current[:SHORT_LENGTH]}): the next run counts them as stale")
     results = _read_results(store, unique, provenance, failures)
-    return SweepOutcome(results, failures, len(unique), len(unique) - len(todo), len(todo),
+    n_computed = len(todo) + len(warm)
+    return SweepOutcome(results, failures, len(unique), len(unique) - n_computed, n_computed,
                         time.perf_counter() - start, provenance={c: provenance[c] for c in unique if c in provenance},
                         n_succeeded=n_succeeded, n_stale_recomputed=n_stale_recomputed,
                         n_stale_reused=n_stale_reused, n_corrupt=n_corrupt)
