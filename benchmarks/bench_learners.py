@@ -28,7 +28,7 @@ import numpy as np
 from xposim.envs import linear_bandit, random_token_mdp
 from xposim.learners import make_learner, run_learner
 from xposim.reference.learners_numpy import reference_run
-from xposim.simulate import simulate
+from xposim.simulation import simulate
 
 BETA = 0.05
 LEARNERS = ["xpo", "online_dpo", "online_dpo_greedy", "xpo_historical", "xpo_batch", "xpo_trl", "dpo", "ipo", "chipo",

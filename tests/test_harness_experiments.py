@@ -30,6 +30,7 @@ TINY = {
     "overoptimization": {"seeds": 2, "betas": [0.05], "n_arms": 8, "dataset_sizes": [8, 32]},
     "practice": {"seeds": 2, "rounds": 60, "envs": ["two_arm"], "learners": ["xpo", "xpo_trl"]},
     "selftest": {"seeds": 2, "flips": 200},
+    "sweep": {"seeds": 2, "rounds": 40},
 }
 
 
@@ -45,7 +46,8 @@ def test_experiment_quick_end_to_end(tmp_path, name):
     assert summary["failed_cells"] == []
     settings = experiment.settings(True, TINY[name])
     assert summary["run"]["cells"] == len(experiment.points(settings)) * settings["seeds"]
-    assert summary["predictions"], "every experiment issues at least one verdict"
+    # every experiment of THEORY's predictions issues at least one verdict; `sweep` measures only
+    assert bool(summary["predictions"]) == bool(experiment.predictions), "one verdict per prediction at least"
     for record in summary["predictions"]:
         assert record["verdict"] in VERDICTS
         assert record["held"] == {"held": True, "not held": False, "inconclusive": None}[record["verdict"]]
@@ -131,7 +133,7 @@ def test_alpha_best_ratio_refines_an_interior_minimum():
 
 # ------------------------------------------------------------------ cells agree with xposim.simulate
 def test_harness_cell_rows_equal_simulate_rows():
-    from xposim.simulate import simulate
+    from xposim.simulation import simulate
     from xposim.envs import two_arm_lower_bound
     from xposim.harness.experiments import common
 

@@ -348,7 +348,7 @@ def _load_local_minima_diagnostic():
 def test_local_minima_diagnostic_rebuilds_the_solvers_objective(rounds):
     """benchmarks/diagnose_local_minima.py re-solves a round's objective with scipy from the data it
     reads out of a run: that data must give the solver's own objective value at the solver's point."""
-    from xposim.harness.experiments.common import hidden_arm_bandit
+    from xposim.envs import hidden_arm_bandit
     from xposim.learners import make_learner, run_learner
 
     diagnostic = _load_local_minima_diagnostic()
@@ -376,7 +376,7 @@ def _reference_minimum_gap(result, diagnostic, seed):
 def test_champion_starts_reach_the_lowest_objective_the_warm_start_misses():
     """On the hidden-arm bandit the warm-start solver ends above the lowest XPO objective found by an
     independent multistart (scipy) in some seeds; with champion starts it never does."""
-    from xposim.harness.experiments.common import hidden_arm_bandit
+    from xposim.envs import hidden_arm_bandit
     from xposim.learners import make_learner, run_learner
 
     diagnostic = _load_local_minima_diagnostic()

@@ -10,7 +10,7 @@ from xposim.envs import random_token_mdp, two_arm_lower_bound
 from xposim.learners import make_learner, run_learner
 from xposim.seeding import spawn_seeds
 from xposim.columns import STR_DTYPE
-from xposim.simulate import COLUMNS, simulate
+from xposim.simulation import COLUMNS, simulate
 
 ENV = random_token_mdp(2, 3, 2, seed=0)
 

@@ -11,7 +11,7 @@ from xposim.coverage import (
     coverability_unrestricted,
     sec_along,
 )
-from xposim.envs import TokenMDP
+from xposim.envs import TokenMDP, make_env, register_env
 from xposim.exact import (
     evaluate,
     greedy_policy,
@@ -23,10 +23,10 @@ from xposim.exact import (
     trajectory_logprobs,
     trajectory_probabilities,
 )
+from xposim.learners.registry import make_learner, register_learner
 from xposim.seeding import make_rng, spawn_seeds
-# Bound after the submodule import so that ``xposim.simulate`` is always the function (a lazy
-# attribute would be shadowed by the submodule ``xposim.simulate`` once anything imports it).
-from xposim.simulate import simulate
+# ``xposim.simulate`` is the function; its module is ``xposim.simulation`` (one name, one meaning).
+from xposim.simulation import simulate
 
 __version__ = "0.1.0"
 
@@ -42,10 +42,14 @@ __all__ = [
     "greedy_policy",
     "implicit_rewards",
     "kl_regularized_value",
+    "make_env",
+    "make_learner",
     "make_rng",
     "oracles",
     "policy_from_leaf_values",
     "regret_decomposition",
+    "register_env",
+    "register_learner",
     "sec_along",
     "solve",
     "spawn_seeds",

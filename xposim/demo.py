@@ -21,8 +21,7 @@ def run_demo(out: str | Path = "xposim-demo", quick: bool = True, workers: int |
              progress: bool | None = None) -> dict[str, dict]:
     """Run the demo experiments into ``out`` and print their verdicts; return the summaries."""
     from xposim.harness import run_experiment
-    from xposim.harness.cli import format_predictions
-    from xposim.harness.report import write_report
+    from xposim.harness.report import format_predictions, write_report
 
     out = Path(out)
     show = sys.stderr.isatty() if progress is None else progress

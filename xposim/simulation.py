@@ -1,4 +1,6 @@
-"""``xposim.simulate``: many learners x many seeds, exact metrics, one tidy table.
+"""``xposim.simulation``: :func:`simulate`, many learners x many seeds, exact metrics, one tidy table.
+
+``xposim.simulate`` is the function (re-exported by the package); this module is ``simulation``.
 
 Each (learner, seed) pair is an independent job (:func:`xposim.learners.run_learner`) driven by
 the seed's ``SeedSequence`` child of the root seed (:func:`xposim.seeding.spawn_seeds`), so the

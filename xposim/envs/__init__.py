@@ -1,12 +1,14 @@
 """Environments: the token MDP (THEORY 1.1), its tree numbering and the instance library."""
 from xposim.envs import tree
 from xposim.envs.library import (
+    hidden_arm_bandit,
     linear_bandit,
     linear_token_mdp,
     needle,
     random_token_mdp,
     two_arm_lower_bound,
 )
+from xposim.envs.registry import env_names, make_env, register_env
 from xposim.envs.token_mdp import TokenMDP
 from xposim.envs.tree import (
     MAX_TREE_ENTRIES,
@@ -25,6 +27,10 @@ __all__ = [
     "TokenMDP",
     "tree",
     "two_arm_lower_bound",
+    "hidden_arm_bandit",
+    "make_env",
+    "register_env",
+    "env_names",
     "needle",
     "random_token_mdp",
     "linear_bandit",

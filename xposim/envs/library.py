@@ -282,3 +282,17 @@ def linear_token_mdp(
         _uniform_rho(n_contexts), _hand_over(ref_probs), _hand_over(rewards), features=_hand_over(features),
         r_max=r_max, name=name, reward_parameter=theta,
     )
+
+
+def hidden_arm_bandit(n_arms: int, good_arm_ref_prob: float, r_max: float = 1.0) -> TokenMDP:
+    """One context, ``n_arms`` arms: arm 0 has reward ``r_max`` and reference probability ``p``;
+    the others ``r_max / 2`` and ``(1 - p)/(n_arms - 1)`` each (Proposition 2.1's instance is
+    ``n_arms = 2``, ``p = e^{-1/(8 beta)}``). Coverage experiments vary ``n_arms`` (coverability)
+    and ``p`` (concentrability ``~ 1/p``) separately."""
+    n_arms = _check_int(n_arms, "n_arms", 2)
+    good_arm_ref_prob = _check_probability(good_arm_ref_prob, "good_arm_ref_prob")
+    ref = np.full((1, 1, n_arms), (1.0 - good_arm_ref_prob) / (n_arms - 1))
+    ref[0, 0, 0] = good_arm_ref_prob
+    rewards = np.full((1, 1, n_arms), r_max / 2.0)
+    rewards[0, 0, 0] = r_max
+    return TokenMDP.from_arrays([1.0], ref, rewards, r_max=r_max, name=f"hidden_arm(K={n_arms},p={good_arm_ref_prob:g})")

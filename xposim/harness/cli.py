@@ -13,13 +13,12 @@ import argparse
 import json
 import os
 import sys
-from typing import Any
 
-from xposim.cli import CommandError, add_progress_argument, check_output_directory, register, resolve_progress
+from xposim.commands import CommandError, add_progress_argument, check_output_directory, register, resolve_progress
 
 DEFAULT_OUT = "xposim-results"  # same as xposim.harness.api.DEFAULT_OUT (not imported: keeps `xposim list` fast)
 
-__all__ = ["format_predictions"]
+__all__: list[str] = []
 
 
 def _seeds(text: str) -> int:
@@ -81,25 +80,11 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     add_progress_argument(parser)
 
 
-def format_predictions(summary: dict[str, Any]) -> str:
-    """Plain-text table of a summary's predictions (what ``xposim run`` and the demo print)."""
-    from xposim.harness.report import format_number
-
-    rows = [("id", "verdict", "measured [95% interval]", "predicted", "prediction")]
-    for p in summary.get("predictions", []):
-        m = p["measured"]
-        interval = "" if m["low"] is None and m["high"] is None else \
-            f" [{format_number(m['low'])}, {format_number(m['high'])}]"
-        rows.append((p["id"], p["verdict"], f"{format_number(m['value'])}{interval}",
-                     format_number(p["predicted"]), p["prediction"]))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    return "\n".join("  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4] for r in rows)
-
-
 def _run(args: argparse.Namespace) -> int:
     from xposim.harness.api import run_experiment
     from xposim.harness.config import load_config
     from xposim.harness.experiments import get_experiment
+    from xposim.harness.report import format_predictions
     from xposim.harness.store import StoreLockedError
 
     experiment = get_experiment(args.name)

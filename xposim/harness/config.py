@@ -65,6 +65,8 @@ def type_name(value: Any) -> str:
         return "float"
     if isinstance(value, str):
         return "str"
+    if isinstance(value, dict):
+        return "table"
     if isinstance(value, list):
         inner = {type_name(v) for v in value}
         if not inner:
@@ -101,6 +103,15 @@ def _coerce_scalar(key: str, default: Any, value: Any) -> Any:
 
 
 def _coerce(key: str, default: Any, value: Any) -> Any:
+    if isinstance(default, dict):  # keyword parameters (e.g. a factory's): str keys, finite JSON values
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ValueError(f"setting '{key}' must be a table of named values, got {value!r} ({type_name(value)})")
+        for name, entry in value.items():
+            entries = entry if isinstance(entry, list) else [entry]
+            if any(isinstance(e, dict) for e in entries) or any(_non_finite(e) for e in entries):
+                raise ValueError(f"setting '{key}.{name}' must be a finite number, string, bool or list of them, "
+                                 f"got {entry!r}")
+        return dict(value)
     if isinstance(default, list):
         if not isinstance(value, list):
             raise ValueError(f"setting '{key}' must be of type {type_name(default)}, got {value!r} ({type_name(value)})")
@@ -162,10 +173,18 @@ def load_config(path: str | Path, experiment: str | None = None) -> dict[str, An
     from xposim.harness.experiments import experiment_names
 
     names = set(experiment_names())
+    # settings whose value is itself a table (a dict default, e.g. the sweep's env_params)
+    table_settings: set[str] = set()
+    if experiment in names:
+        from xposim.harness.experiments import get_experiment
+
+        table_settings = {k for k, v in get_experiment(experiment).defaults(True).items() if isinstance(v, dict)}
     overrides: dict[str, Any] = {}
     table: dict[str, Any] = {}
     for key, value in data.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and key in table_settings and key not in names:
+            overrides[key] = value
+        elif isinstance(value, dict):
             if key == experiment:
                 table = value
             elif key in names:
@@ -178,7 +197,7 @@ def load_config(path: str | Path, experiment: str | None = None) -> dict[str, An
         else:
             overrides[key] = value
     for key, value in table.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and key not in table_settings:
             raise ValueError(f"config file {str(path)!r}: nested table [{experiment}.{key}] is not a setting")
         overrides[key] = value
     return overrides

@@ -17,7 +17,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-__all__ = ["build_report", "write_report", "format_number", "predictions_table", "load_summary", "code_line"]
+__all__ = ["build_report", "write_report", "format_number", "format_predictions", "predictions_table", "load_summary",
+           "code_line"]
 
 _VERDICT_MARK = {"held": "held", "not held": "**not held**", "inconclusive": "inconclusive"}
 
@@ -284,3 +285,16 @@ def write_report(directory: str | Path) -> tuple[Path, str]:
     except OSError as exc:
         raise ValueError(f"cannot write the report to {path}: {exc.strerror or exc}") from None
     return path, text
+
+
+def format_predictions(summary: dict[str, Any]) -> str:
+    """Plain-text table of a summary's predictions (what ``xposim run`` and the demo print)."""
+    rows = [("id", "verdict", "measured [95% interval]", "predicted", "prediction")]
+    for p in summary.get("predictions", []):
+        m = p["measured"]
+        interval = "" if m["low"] is None and m["high"] is None else \
+            f" [{format_number(m['low'])}, {format_number(m['high'])}]"
+        rows.append((p["id"], p["verdict"], f"{format_number(m['value'])}{interval}",
+                     format_number(p["predicted"]), p["prediction"]))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4] for r in rows)

@@ -1,12 +1,19 @@
-"""``make_learner(name, **overrides)``: the learners by name."""
+"""``make_learner(name, **overrides)``: the learners by name, the user's included.
+
+A name is a key of :data:`LEARNERS` (the built-ins and whatever :func:`register_learner` added) or
+a reference ``"package.module:function"`` (:mod:`xposim.plugins`) to a factory returning a
+:class:`LearnerConfig` (or to a ``LearnerConfig`` subclass), called with the overrides.
+"""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 from xposim.learners.config import LearnerConfig
 from xposim.learners.dpo import IPO, ChiPO, OfflineDPO, OnlineDPO
 from xposim.learners.optimism import COPO, POPO, SELM, VPO
 from xposim.learners.xpo import XPO
+from xposim.plugins import is_reference, load_reference
 
 #: name -> (config class, fixed settings of the variant)
 LEARNERS: dict[str, tuple[type[LearnerConfig], dict]] = {
@@ -29,28 +36,81 @@ LEARNERS: dict[str, tuple[type[LearnerConfig], dict]] = {
 }
 
 
+#: user learners registered by factory: name -> callable(**overrides) -> LearnerConfig
+_FACTORIES: dict[str, Callable[..., LearnerConfig]] = {}
+
+
 def learner_names() -> list[str]:
-    """Every name :func:`make_learner` accepts."""
-    return sorted(LEARNERS)
+    """Every registered name :func:`make_learner` accepts (references need no registration)."""
+    return sorted(set(LEARNERS) | set(_FACTORIES))
+
+
+def register_learner(name: str, factory: type[LearnerConfig] | Callable[..., LearnerConfig], /,
+                     *, replace: bool = False, **fixed) -> None:
+    """Make ``make_learner(name, **overrides)`` build the user's learner.
+
+    ``factory``: a :class:`LearnerConfig` subclass (then ``fixed`` are settings of the variant, as
+    in :data:`LEARNERS`) or a callable ``(**overrides) -> LearnerConfig``. ``ValueError`` for a
+    taken name (unless ``replace``), a name that is not an identifier, or a factory of another
+    kind. Registration lives in this process (threads and forked pool workers see it; dask workers
+    do not: name a reference ``"module:function"`` there).
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"learner name must be an identifier, got {name!r}")
+    if name in LEARNERS or name in _FACTORIES:
+        if not replace:
+            raise ValueError(f"learner {name!r} is already registered (pass replace=True to replace it)")
+        LEARNERS.pop(name, None)
+        _FACTORIES.pop(name, None)
+    if isinstance(factory, type) and issubclass(factory, LearnerConfig):
+        LEARNERS[name] = (factory, dict(fixed))
+    elif callable(factory) and not fixed:
+        _FACTORIES[name] = factory
+    else:
+        raise ValueError(f"learner factory for {name!r} must be a LearnerConfig subclass or a callable "
+                         f"(fixed settings only with a class), got {factory!r}")
+
+
+def _from_factory(name: str, factory, overrides: dict) -> LearnerConfig:
+    if isinstance(factory, type) and issubclass(factory, LearnerConfig):
+        return _from_class(name, factory, {}, overrides)
+    if not callable(factory):
+        raise ValueError(f"learner factory {name!r} is not callable")
+    try:
+        learner = factory(**overrides)
+    except TypeError as error:
+        raise ValueError(f"bad settings for learner {name!r}: {error}") from None
+    if not isinstance(learner, LearnerConfig):
+        raise ValueError(f"learner factory {name!r} returned {type(learner).__name__}, not a LearnerConfig")
+    return learner if "name" in overrides or learner.name is not None else dataclasses.replace(learner, name=name)
+
+
+def _from_class(name: str, cls, fixed: dict, overrides: dict) -> LearnerConfig:
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"unknown setting(s) {unknown} for learner {name!r}; its fields are {sorted(fields)}")
+    settings = {"name": name, **fixed, **overrides}  # overrides may relabel with name=...
+    try:
+        return cls(**settings)
+    except TypeError as error:
+        raise ValueError(f"bad settings for learner {name!r}: {error}") from None
 
 
 def make_learner(name: str, /, **overrides) -> LearnerConfig:
-    """The learner ``name`` (see :data:`LEARNERS`) with fields overridden by ``overrides``.
+    """The learner ``name`` (see the module docstring) with fields overridden by ``overrides``.
 
     ``ValueError`` for an unknown name (listing the known ones), an unknown field (listing the
     fields of that learner) or a nonsensical value (naming the field). The result's ``name``
     (its label in tables) defaults to ``name``.
     """
+    if is_reference(name):
+        return _from_factory(name, load_reference(name, "learner factory"), overrides)
     key = name.strip().lower().replace("-", "_") if isinstance(name, str) else name
+    if key in _FACTORIES:
+        return _from_factory(key, _FACTORIES[key], overrides)
     if key not in LEARNERS:
-        raise ValueError(f"unknown learner {name!r}; known learners: {', '.join(learner_names())}")
+        raise ValueError(f"unknown learner {name!r}; known learners: {', '.join(learner_names())}, "
+                         "or a reference 'package.module:function'")
     cls, fixed = LEARNERS[key]
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise ValueError(f"unknown setting(s) {unknown} for learner {name!r}; its fields are {sorted(fields)}")
-    settings = {"name": key, **fixed, **overrides}  # overrides may relabel with name=...
-    try:
-        return cls(**settings)
-    except TypeError as error:
-        raise ValueError(f"bad settings for learner {name!r}: {error}") from None
+    return _from_class(key, cls, fixed, overrides)

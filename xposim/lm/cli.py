@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from xposim.cli import CommandError, add_progress_argument, check_output_directory, register, resolve_progress
+from xposim.commands import CommandError, add_progress_argument, check_output_directory, register, resolve_progress
 
 __all__ = ["LMExperiment", "run_lm_experiment", "QUICK", "plot_learning_curve", "format_round_table"]
 

@@ -20,5 +20,6 @@ from xposim.harness.experiments import linear  # noqa: F401,E402  (E7)
 from xposim.harness.experiments import overoptimization  # noqa: F401,E402  (E8)
 from xposim.harness.experiments import practice  # noqa: F401,E402  (E9)
 from xposim.harness.experiments import selftest  # noqa: F401,E402  (harness self-test)
+from xposim.harness.experiments import sweep  # noqa: F401,E402  (user environments and learners)
 
 __all__ = ["Experiment", "all_experiments", "experiment_names", "get_experiment", "register_experiment"]

@@ -32,10 +32,18 @@ def learner_label_check(labels: Sequence[str], setting: str = "learners") -> Non
     """``ValueError`` naming the first label that is neither a harness label nor a learner name."""
     from xposim.learners import learner_names
 
+    from xposim.plugins import is_reference
+
     known = set(learner_names()) | set(LABELS)
     for label in labels:
-        if label not in known:
-            raise ValueError(f"setting '{setting}': unknown learner {label!r} (known: {', '.join(sorted(known))})")
+        if is_reference(label):
+            try:
+                make_learner_for(label)  # import the factory now: a bad reference fails before any cell
+            except ValueError as error:
+                raise ValueError(f"setting '{setting}': {error}") from None
+        elif label not in known:
+            raise ValueError(f"setting '{setting}': unknown learner {label!r} (known: {', '.join(sorted(known))}, "
+                             "or a reference 'package.module:function')")
 
 
 def make_learner_for(label: str, **overrides: Any):
@@ -99,38 +107,30 @@ def check_champion_setting(settings: dict[str, Any]) -> None:
 
 
 def make_env(point: dict[str, Any]):
-    """The environment of a sweep point (``point['env']`` and its parameters)."""
+    """The environment of a sweep point, built by :func:`xposim.envs.make_env`.
+
+    The experiments' short kinds map the point's keys onto a library instance: ``two_arm``
+    (``beta``), ``needle`` (``needle_vocab``, ``needle_horizon``, ``beta``), ``random``
+    (``n_contexts``, ``vocab_size``, ``horizon``, ``env_seed``, ``r_max``), ``bandit`` (``n_arms``,
+    ``good_arm_ref_prob``, ``r_max``). Any other ``point['env']`` is a registered name or a
+    reference ``"package.module:function"`` called with ``point['env_params']``.
+    """
     from xposim import envs
 
     kind = point["env"]
-    beta = float(point["beta"])
     if kind == "two_arm":
-        return envs.two_arm_lower_bound(beta)
+        return envs.make_env("two_arm_lower_bound", beta=float(point["beta"]))
     if kind == "needle":
-        return envs.needle(int(point.get("needle_vocab", 2)), int(point.get("needle_horizon", 3)), beta)
+        return envs.make_env("needle", vocab_size=int(point.get("needle_vocab", 2)),
+                             horizon=int(point.get("needle_horizon", 3)), beta=float(point["beta"]))
     if kind == "random":
-        return envs.random_token_mdp(int(point["n_contexts"]), int(point["vocab_size"]), int(point["horizon"]),
-                                     seed=int(point["env_seed"]), r_max=float(point.get("r_max", 1.0)))
+        return envs.make_env("random_token_mdp", n_contexts=int(point["n_contexts"]),
+                             vocab_size=int(point["vocab_size"]), horizon=int(point["horizon"]),
+                             seed=int(point["env_seed"]), r_max=float(point.get("r_max", 1.0)))
     if kind == "bandit":
-        return hidden_arm_bandit(int(point["n_arms"]), float(point["good_arm_ref_prob"]),
-                                 float(point.get("r_max", 1.0)))
-    raise ValueError(f"unknown environment {kind!r} (known: {', '.join(ENV_NAMES)})")
-
-
-def hidden_arm_bandit(n_arms: int, good_arm_ref_prob: float, r_max: float = 1.0):
-    """One context, ``n_arms`` arms: arm 0 has reward ``r_max`` and reference probability ``p``;
-    the others ``r_max / 2`` and ``(1 - p)/(n_arms - 1)`` each (Proposition 2.1's instance is
-    ``n_arms = 2``, ``p = e^{-1/(8 beta)}``). Coverage experiments vary ``n_arms`` (coverability)
-    and ``p`` (concentrability ``~ 1/p``) separately."""
-    from xposim.envs import TokenMDP
-
-    if n_arms < 2 or not 0.0 < good_arm_ref_prob < 1.0:
-        raise ValueError(f"need n_arms >= 2 and 0 < good_arm_ref_prob < 1, got {n_arms}, {good_arm_ref_prob}")
-    ref = np.full((1, 1, n_arms), (1.0 - good_arm_ref_prob) / (n_arms - 1))
-    ref[0, 0, 0] = good_arm_ref_prob
-    rewards = np.full((1, 1, n_arms), r_max / 2.0)
-    rewards[0, 0, 0] = r_max
-    return TokenMDP.from_arrays([1.0], ref, rewards, r_max=r_max, name=f"hidden_arm(K={n_arms},p={good_arm_ref_prob:g})")
+        return envs.make_env("hidden_arm_bandit", n_arms=int(point["n_arms"]),
+                             good_arm_ref_prob=float(point["good_arm_ref_prob"]), r_max=float(point.get("r_max", 1.0)))
+    return envs.make_env(kind, **dict(point.get("env_params") or {}))
 
 
 def checkpoint_grid(rounds: int, per_decade: int) -> np.ndarray:

@@ -1,6 +1,6 @@
 """``coverage`` (E4): samples-to-eps scale with coverability for XPO, with concentrability for passive methods.
 
-Instances: one-context bandits with a hidden good arm (:func:`common.hidden_arm_bandit`: arm 0
+Instances: one-context bandits with a hidden good arm (:func:`xposim.envs.hidden_arm_bandit`: arm 0
 has reward ``R_max`` and reference probability ``p``, the other ``K - 1`` arms ``R_max/2``).
 Two sweeps separate the two coefficients of the tabular class (both computed exactly,
 :func:`xposim.coverage.coverability_box_class` / :func:`~xposim.coverage.concentrability_box_class`):
