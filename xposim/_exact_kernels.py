@@ -31,6 +31,8 @@ import math
 import numpy as np
 from numba import njit
 
+from xposim._jit import internal_kernel
+
 NEG_INF = -math.inf
 POS_INF = math.inf
 
@@ -80,6 +82,31 @@ def log1p_accurate(t: float) -> float:
     if w == 1.0:
         return t
     return math.log(w) * t / (w - 1.0)
+
+
+@internal_kernel
+def centred_log_sum(total: float, t: float, log_ref: np.ndarray, u: np.ndarray, c: int, s: int) -> float:
+    """``L = log S`` of one state's centred soft backup, ``S = sum_a pi_ref(a|s) e^{u_a}``.
+
+    ``total = S`` and ``t = S - 1`` are the two sums of the caller (one-signed terms); ``u[c, s, :]``
+    holds ``u_a <= 0`` and ``log_ref[c, s, :]`` is ``log pi_ref(.|s)``. ``log1p(t)`` when
+    ``S >= 1/2`` (large ``beta``), ``log S`` when ``S`` is a normal number, and a log-domain sum
+    ``max_a z_a + log sum_a e^{z_a - max}`` of ``z_a = log pi_ref(a|s) + u_a`` when ``S`` is subnormal.
+    """
+    if total >= LOG1P_THRESHOLD:
+        return log1p_accurate(t)
+    if total >= TINY:
+        return math.log(total)
+    vocab_size = u.shape[2]
+    largest = NEG_INF
+    for a in range(vocab_size):
+        z = log_ref[c, s, a] + u[c, s, a]
+        if z > largest:
+            largest = z
+    acc = 0.0
+    for a in range(vocab_size):
+        acc += math.exp(log_ref[c, s, a] + u[c, s, a] - largest)
+    return largest + math.log(acc)
 
 
 @njit(cache=True)
@@ -155,21 +182,10 @@ def soft_value_iteration(
                 p = ref[c, s, a]
                 total += p * e
                 t += p * g
-            if total >= LOG1P_THRESHOLD:  # large beta: L = log1p(t), S = 1 + t
-                log_sum = log1p_accurate(t)
+            log_sum = centred_log_sum(total, t, log_ref, out_log_policy, c, s)
+            if total >= LOG1P_THRESHOLD:  # large beta: S = 1 + t
                 total = 1.0 + t
-            elif total >= TINY:  # small beta: L = log S
-                log_sum = math.log(total)
-            else:  # subnormal pi_ref of the best token: log-domain sum
-                largest = NEG_INF
-                for a in range(vocab_size):
-                    z = log_ref[c, s, a] + out_log_policy[c, s, a]
-                    if z > largest:
-                        largest = z
-                acc = 0.0
-                for a in range(vocab_size):
-                    acc += math.exp(log_ref[c, s, a] + out_log_policy[c, s, a] - largest)
-                log_sum = largest + math.log(acc)
+            elif total < TINY:  # subnormal S: pi* from the log-domain L
                 for a in range(vocab_size):
                     log_pi = log_ref[c, s, a] + (out_log_policy[c, s, a] - log_sum)
                     out_log_policy[c, s, a] = log_pi
@@ -235,20 +251,7 @@ def soft_backup_leaf_values_into(
                     p = ref[c, s, a]
                     total += p * e
                     t += p * g
-                if total >= LOG1P_THRESHOLD:
-                    log_sum = log1p_accurate(t)
-                elif total >= TINY:
-                    log_sum = math.log(total)
-                else:  # subnormal pi_ref of the best token: log-domain sum
-                    largest = NEG_INF
-                    for a in range(vocab_size):
-                        z = log_ref[c, s, a] + out_log_policy[c, s, a]
-                        if z > largest:
-                            largest = z
-                    acc = 0.0
-                    for a in range(vocab_size):
-                        acc += math.exp(log_ref[c, s, a] + out_log_policy[c, s, a] - largest)
-                    log_sum = largest + math.log(acc)
+                log_sum = centred_log_sum(total, t, log_ref, out_log_policy, c, s)
                 for a in range(vocab_size):
                     out_log_policy[c, s, a] = log_ref[c, s, a] + (out_log_policy[c, s, a] - log_sum)
                 state_value = best + beta * log_sum

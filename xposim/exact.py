@@ -151,17 +151,24 @@ def _check_backup_finite(root_values: np.ndarray, beta: float, what: str) -> Non
         )
 
 
-def _check_policy(env: TokenMDP, policy, argument: str = "policy") -> np.ndarray:
-    """A C-contiguous float64 copy-or-view of ``policy`` after checking it is a valid policy."""
+def _token_array(env: TokenMDP, value, argument: str, kind: str) -> np.ndarray:
+    """``value`` as a C-contiguous float64 array of the shape of ``env``'s per-token arrays
+    (``ValueError`` naming ``argument`` otherwise; ``kind`` says what its entries are)."""
     try:
-        array = np.ascontiguousarray(policy, dtype=np.float64)
+        array = np.ascontiguousarray(value, dtype=np.float64)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"{argument} must be an array of probabilities ({error})") from None
+        raise ValueError(f"{argument} must be an array of {kind} ({error})") from None
     expected = env.ref_probs.shape
     if array.shape != expected:
         raise ValueError(
             f"{argument} must have shape (n_contexts, n_states, vocab_size) = {expected}, got {array.shape}"
         )
+    return array
+
+
+def _check_policy(env: TokenMDP, policy, argument: str = "policy") -> np.ndarray:
+    """A C-contiguous float64 copy-or-view of ``policy`` after checking it is a valid policy."""
+    array = _token_array(env, policy, argument, "probabilities")
     code, x, s = kernels.find_invalid_policy_row(array, POLICY_NORMALIZATION_TOLERANCE)
     if code == kernels.POLICY_NOT_FINITE:
         raise ValueError(f"{argument} must be finite; {argument}[{x}, {s}, :] = {array[x, s]}")
@@ -322,15 +329,7 @@ def _check_log_policy(env: TokenMDP, log_policy, argument: str = "log_policy") -
     Entries must be ``<= POLICY_NORMALIZATION_TOLERANCE`` (rounding above 0), never NaN (``-inf``
     is probability 0), and every row's ``exp`` must sum to 1 within ``POLICY_NORMALIZATION_TOLERANCE``.
     """
-    try:
-        array = np.ascontiguousarray(log_policy, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{argument} must be an array of log-probabilities ({error})") from None
-    expected = env.ref_probs.shape
-    if array.shape != expected:
-        raise ValueError(
-            f"{argument} must have shape (n_contexts, n_states, vocab_size) = {expected}, got {array.shape}"
-        )
+    array = _token_array(env, log_policy, argument, "log-probabilities")
     bad = np.isnan(array) | (array > POLICY_NORMALIZATION_TOLERANCE)
     if np.any(bad):
         x, s, _ = np.argwhere(bad)[0]
@@ -342,16 +341,21 @@ def _check_log_policy(env: TokenMDP, log_policy, argument: str = "log_policy") -
     return array
 
 
+def _check_solution_argument(env: TokenMDP, solution: "Solution", log_policy) -> None:
+    """A :class:`Solution` given as ``policy`` must be of ``env`` and come without ``log_policy``."""
+    if log_policy is not None:
+        raise ValueError("give either a Solution (policy=solution) or log_policy, not both")
+    if solution.log_policy.shape != env.ref_probs.shape:
+        raise ValueError(
+            f"policy (a Solution) must belong to env: its arrays have shape {solution.log_policy.shape}, "
+            f"env needs {env.ref_probs.shape}"
+        )
+
+
 def _log_policy_argument(env: TokenMDP, policy, log_policy) -> np.ndarray:
     """The per-token log-policy given as a :class:`Solution`, a ``log_policy`` array, or a ``policy`` array."""
     if isinstance(policy, Solution):
-        if log_policy is not None:
-            raise ValueError("give either a Solution (policy=solution) or log_policy, not both")
-        if policy.log_policy.shape != env.ref_probs.shape:
-            raise ValueError(
-                f"policy (a Solution) must belong to env: its arrays have shape {policy.log_policy.shape}, "
-                f"env needs {env.ref_probs.shape}"
-            )
+        _check_solution_argument(env, policy, log_policy)
         return policy.log_policy
     if log_policy is not None:
         if policy is not None:
@@ -411,13 +415,7 @@ def implicit_rewards(env: TokenMDP, policy=None, beta: float | None = None, *, l
     env = _check_env(env)
     if isinstance(policy, Solution):
         solution = policy
-        if log_policy is not None:
-            raise ValueError("give either a Solution (policy=solution) or log_policy, not both")
-        if solution.Q.shape != env.ref_probs.shape:
-            raise ValueError(
-                f"policy (a Solution) must belong to env: its arrays have shape {solution.Q.shape}, "
-                f"env needs {env.ref_probs.shape}"
-            )
+        _check_solution_argument(env, solution, log_policy)
         beta = solution.beta if beta is None else _check_beta(beta)
         advantage = np.subtract(solution.Q, solution.V[:, :, None])
         out = np.empty((env.n_contexts, env.n_leaves))

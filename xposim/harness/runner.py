@@ -41,7 +41,7 @@ import pandas as pd
 
 from xposim.harness.config import canonical_json
 from xposim.harness.fingerprint import SHORT_LENGTH, code_fingerprint, package_version
-from xposim.harness.store import ResultsStore
+from xposim.harness.store import ResultsStore, process_gone
 from xposim.columns import with_dtypes
 from xposim.seeding import child_seed
 
@@ -219,22 +219,6 @@ def execute_cell(cell_fn: CellFunction, cell: Cell) -> CellOutcome:
 WATCHDOG_INTERVAL = 0.5
 
 
-def _process_gone(pid: int) -> bool:
-    """Whether process ``pid`` has ended (a zombie, killed but not yet reaped, counts as ended)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # exists, owned by someone else
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            state = handle.read().rsplit(b")", 1)[1].split()[0]
-        return state in (b"Z", b"X")
-    except (OSError, IndexError):
-        return False
-
-
 def _set_parent_death_signal() -> bool:
     """Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` (the kernel kills this process when the thread
     that created it ends). Returns whether it took effect; never raises."""
@@ -266,13 +250,13 @@ def _worker_init(parent_pid: int) -> None:
         pass
     _set_parent_death_signal()
     initial_ppid = os.getppid()
-    if _process_gone(parent_pid):  # died before prctl took effect
+    if process_gone(parent_pid):  # died before prctl took effect
         os._exit(1)
 
     def watch() -> None:
         while True:
             time.sleep(WATCHDOG_INTERVAL)
-            if os.getppid() != initial_ppid or _process_gone(parent_pid):
+            if os.getppid() != initial_ppid or process_gone(parent_pid):
                 os._exit(1)
 
     threading.Thread(target=watch, name="xposim-parent-watchdog", daemon=True).start()

@@ -73,18 +73,20 @@ def _umask() -> int:
     return mask
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
+def process_gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (a zombie, killed but not yet reaped, counts as ended)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
         return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    except OSError:
-        return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            state = handle.read().rsplit(b")", 1)[1].split()[0]
+        return state in (b"Z", b"X")
+    except (OSError, IndexError):
+        return False
 
 
 def tmp_writer_pid(path: str | Path) -> int | None:
@@ -200,7 +202,7 @@ class ResultsStore:
                 pid = tmp_writer_pid(leftover)
                 try:
                     if pid is not None:
-                        remove = not _pid_alive(pid)
+                        remove = pid != os.getpid() and process_gone(pid)
                     else:
                         remove = now - leftover.stat().st_mtime > UNTAGGED_TMP_SECONDS
                     if remove:
