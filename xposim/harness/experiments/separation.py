@@ -62,23 +62,6 @@ def cell(point: dict[str, Any], seed: np.random.SeedSequence) -> pd.DataFrame:
                           offline_sizes=sizes, **overrides)
 
 
-def _trend_with_fallback(hits: pd.DataFrame, betas: list[float]):
-    """The growth fit on the KM median, or on the lower quartile when the median is censored at
-    some beta or unstable (censored in more than 5% of the bootstrap resamples — online DPO gets
-    stuck forever in a constant fraction of runs, which puts its median near the plateau)."""
-    from xposim.harness import stats
-
-    durations = [hits.loc[hits["beta"] == b, "queries"].to_numpy() for b in betas]
-    observed = [hits.loc[hits["beta"] == b, "observed"].to_numpy() for b in betas]
-    covariate = [1.0 / (8.0 * b) for b in betas]
-    trend = None
-    for q in QUANTILES:
-        trend = stats.censored_quantile_trend(covariate, durations, observed, q=q, n_resamples=500, seed=0)
-        if trend.fit is not None and not trend.censored.any() and trend.censored_resample_fraction <= 0.05:
-            return trend
-    return trend
-
-
 def analyze(results: pd.DataFrame, settings: dict[str, Any], directory: Path) -> dict[str, Any]:
     from xposim import theory
     from xposim.harness import plots, stats
@@ -93,7 +76,10 @@ def analyze(results: pd.DataFrame, settings: dict[str, Any], directory: Path) ->
         for learner in [l for l in settings["learners"] if l in set(env_hits["learner"])]:
             hits = env_hits[env_hits["learner"] == learner]
             betas = sorted(hits["beta"].unique(), reverse=True)
-            trend = _trend_with_fallback(hits, betas)
+            # the growth fit on the KM median, or on the lower quartile when the median is censored at
+            # some beta or unstable (censored in > 5% of the resamples: online DPO gets stuck forever
+            # in a constant fraction of runs, which puts its median near the plateau)
+            _, trend = common.quantile_trend(hits, "beta", {b: 1.0 / (8.0 * b) for b in betas}, False, QUANTILES)
             q = trend.q
             values, lows, highs, censored, budgets = [], [], [], [], []
             for i, beta in enumerate(betas):
