@@ -89,3 +89,16 @@ def test_lm_seed_column_is_an_int():
     assert seed_column(np.random.SeedSequence(5).spawn(3)[2]) == 2
     assert seed_column(np.random.SeedSequence(11)) == 11
 
+
+
+def test_alpha_is_the_bonus_weight_and_never_nan(tables):
+    stored = tables["results.parquet"]
+    assert stored["alpha"].notna().all()
+    assert set(stored.loc[stored["learner"] == "dpo", "alpha"]) == {0.0}
+    from xposim.learners import make_learner
+    from xposim.learners.config import alpha_values
+
+    # XPO's default is Theorem 3.1's c beta / sqrt(T) (beta 0.1, T = 20 rounds in this table)
+    assert set(stored.loc[stored["learner"] == "xpo", "alpha"]) == {alpha_values(make_learner("xpo").resolved_alpha(),
+                                                                                  0.1, 20)[0]}
+    assert (tables["lm log"]["alpha"] == 0.0).all()  # online DPO has no bonus there either

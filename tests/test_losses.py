@@ -465,29 +465,31 @@ def test_kind_registry():
 
 
 @fast
-def test_loss_spec_for_learner_follows_the_table():
+def test_loss_spec_of_a_learner_follows_the_table():
+    from xposim.learners import loss_spec
+
     rows = {"dpo": ("dpo", "none"), "online_dpo": ("dpo", "none"), "ipo": ("ipo", "none"),
             "chipo": ("chipo", "none"), "xpo": ("dpo", "xpo"), "vpo": ("dpo", "vpo"),
             "selm": ("dpo", "selm"), "popo": ("dpo", "popo"), "copo": ("dpo", "copo")}
     for learner, (pair, bonus) in rows.items():
         extra = {"tau_ipo": 0.2} if pair == "ipo" else {"r_max": 2.0} if pair == "chipo" else {}
         alpha = None if bonus == "none" else 0.05
-        spec = L.LossSpec.for_learner(learner, beta=0.3, alpha=alpha, **extra)
+        spec = loss_spec(learner, beta=0.3, alpha=alpha, **extra)
         assert (spec.pair, spec.bonus) == (pair, bonus)
         assert spec.pair_kind == L.pair_kind(pair) and spec.bonus_kind == L.bonus_kind(bonus)
         assert spec.pair_param == extra.get("tau_ipo", extra.get("r_max", 0.0))
-    spec = L.LossSpec.for_learner("XPO", beta=0.3, alpha=0.05)
+    spec = loss_spec("XPO", beta=0.3, alpha=0.05)
     with pytest.raises(Exception):
         spec.alpha = 1.0  # frozen
     with pytest.raises(ValueError, match="alpha"):
-        L.LossSpec.for_learner("xpo", beta=0.3)
+        loss_spec("xpo", beta=0.3)
     with pytest.raises(ValueError, match="alpha"):
-        L.LossSpec.for_learner("dpo", beta=0.3, alpha=0.1)
+        loss_spec("dpo", beta=0.3, alpha=0.1)
     with pytest.raises(ValueError, match="tau_ipo"):
-        L.LossSpec.for_learner("ipo", beta=0.3)
+        loss_spec("ipo", beta=0.3)
     with pytest.raises(ValueError, match="r_max"):
-        L.LossSpec.for_learner("dpo", beta=0.3, r_max=1.0)
+        loss_spec("dpo", beta=0.3, r_max=1.0)
     with pytest.raises(ValueError, match="beta"):
-        L.LossSpec.for_learner("dpo", beta=0.0)
+        loss_spec("dpo", beta=0.0)
     with pytest.raises(ValueError, match="online_dpo"):
-        L.LossSpec.for_learner("rlhf", beta=0.3)
+        loss_spec("rlhf", beta=0.3)

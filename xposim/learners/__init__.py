@@ -12,7 +12,7 @@
 from xposim.learners.config import ConstantAlpha, DecayingAlpha, LearnerConfig, TheoryAlpha
 from xposim.learners.dpo import IPO, ChiPO, OfflineDPO, OnlineDPO
 from xposim.learners.optimism import COPO, POPO, SELM, VPO
-from xposim.learners.registry import LEARNERS, learner_names, make_learner, register_learner
+from xposim.learners.registry import LEARNERS, learner_names, loss_spec, make_learner, register_learner
 from xposim.learners.runner import RunResult, default_checkpoints, run_learner
 from xposim.learners.xpo import XPO
 
@@ -33,6 +33,7 @@ __all__ = [
     "LEARNERS",
     "learner_names",
     "make_learner",
+    "loss_spec",
     "register_learner",
     "run_learner",
     "RunResult",

@@ -13,6 +13,8 @@ from xposim.learners.config import LearnerConfig
 from xposim.learners.dpo import IPO, ChiPO, OfflineDPO, OnlineDPO
 from xposim.learners.optimism import COPO, POPO, SELM, VPO
 from xposim.learners.xpo import XPO
+from xposim.losses import LossSpec
+from xposim.losses.kinds import BONUS_NAMES, PAIR_NAMES
 from xposim.plugins import is_reference, load_reference
 
 #: name -> (config class, fixed settings of the variant)
@@ -114,3 +116,21 @@ def make_learner(name: str, /, **overrides) -> LearnerConfig:
                          "or a reference 'package.module:function'")
     cls, fixed = LEARNERS[key]
     return _from_class(key, cls, fixed, overrides)
+
+
+def loss_spec(name: str, /, beta: float, alpha: float | None = None, tau_ipo: float | None = None,
+              r_max: float | None = None) -> LossSpec:
+    """The per-round loss of learner ``name`` (its THEORY 4.5 row) as a :class:`LossSpec`, read
+    from the learner's own :meth:`LearnerConfig.losses` (the one source of which pair loss and
+    bonus a learner uses; the LM path trains with it).
+
+    Learners with a bonus (xpo, vpo, selm, popo, copo) require ``alpha``; the others accept only
+    ``alpha`` None or 0. ``ipo`` requires ``tau_ipo``, ``chipo`` requires ``r_max``.
+    """
+    learner = make_learner(name)
+    pair_code, _, bonus_code, _ = learner.losses(1.0)
+    pair, bonus = PAIR_NAMES[pair_code], BONUS_NAMES[bonus_code]
+    if bonus != "none" and alpha is None:
+        raise ValueError(f"alpha (finite, >= 0) is required for learner {learner.label!r}")
+    return LossSpec(pair=pair, bonus=bonus, beta=beta, alpha=0.0 if alpha is None else alpha,
+                    tau_ipo=tau_ipo, r_max=r_max)

@@ -1,6 +1,6 @@
 """Preference-learning loops of the LM path: offline DPO, online DPO and XPO on the SHARED kernels.
 
-Every loss and gradient goes through :mod:`xposim.losses` (``LossSpec.for_learner``): this module
+Every loss and gradient goes through :mod:`xposim.losses` (``xposim.learners.loss_spec``): this module
 computes sequence log-probabilities with the network, hands the log-ratios
 ``l(y) = log pi(y|x) - log pi_ref(y|x)`` to the pair kernel and ``log pi(tau~)`` to the bonus
 kernel, and back-propagates the kernels' derivatives through
@@ -54,6 +54,7 @@ from xposim.lm.optim import AdamW, clip_grad_norm
 from xposim.lm.sampling import sample
 from xposim.lm.tabulate import exact_scores, mixture_value, monte_carlo_scores, score_sequences, tabulate_policy
 from xposim.lm.task import LMTask, check_exact_scoring
+from xposim.learners.registry import loss_spec as learner_loss_spec
 from xposim.losses import LossSpec
 from xposim.oracles import make_oracle
 from xposim.seeding import SeedLike, make_rng, spawn_seeds
@@ -175,7 +176,7 @@ class PreferenceConfig:
     def loss_spec(self) -> LossSpec:
         """The learner's per-round objective from the shared kernels (THEORY 4.5)."""
         alpha = self.resolved_alpha if self.learner == "xpo" else None
-        return LossSpec.for_learner(self.learner, beta=self.beta, alpha=alpha)
+        return learner_loss_spec(self.learner, beta=self.beta, alpha=alpha)
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ Layers:
 The plain-numpy reference is :mod:`xposim.reference.losses_numpy`.
 """
 from xposim.losses.api import (
-    LEARNER_LOSSES,
     LossSpec,
     bonus_loss_and_grad,
     bonus_loss_hessian_arrays,
@@ -70,7 +69,7 @@ from xposim.losses.pair import (
 
 __all__ = [
     "BONUS_COPO", "BONUS_KINDS", "BONUS_NONE", "BONUS_POPO", "BONUS_SELM", "BONUS_VPO", "BONUS_XPO",
-    "LEARNER_LOSSES", "LossSpec", "PAIR_CHIPO", "PAIR_DPO", "PAIR_IPO", "PAIR_KINDS",
+    "LossSpec", "PAIR_CHIPO", "PAIR_DPO", "PAIR_IPO", "PAIR_KINDS",
     "bonus_kind", "bonus_loss", "bonus_loss_and_grad", "bonus_loss_batch", "bonus_loss_hessian",
     "bonus_loss_hessian_arrays", "bonus_loss_hessian_batch", "check_bonus_parameters",
     "check_pair_parameters", "chipo_margin", "chipo_pair", "chipo_pair_hessian", "copo_bonus",

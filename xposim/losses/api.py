@@ -190,21 +190,6 @@ def bonus_loss_hessian_arrays(name: str | int, logp: Any, logp_ref: Any, alpha: 
 
 
 # ------------------------------------------------------------------------------------- LossSpec
-#: Learner name -> (pair loss, bonus) of its THEORY 4.5 row. Sampler pairs and reference drift are
-#: the learners' business, not the loss's.
-LEARNER_LOSSES: dict[str, tuple[str, str]] = {
-    "dpo": ("dpo", "none"),
-    "online_dpo": ("dpo", "none"),
-    "ipo": ("ipo", "none"),
-    "chipo": ("chipo", "none"),
-    "xpo": ("dpo", "xpo"),
-    "vpo": ("dpo", "vpo"),
-    "selm": ("dpo", "selm"),
-    "popo": ("dpo", "popo"),
-    "copo": ("dpo", "copo"),
-}
-
-
 @dataclass(frozen=True)
 class LossSpec:
     """The per-round objective of a learner: ``sum_pairs pair_loss + sum_bonus_samples bonus`` (THEORY 4.5).
@@ -263,23 +248,6 @@ class LossSpec:
         if self.pair == "chipo":
             return float(self.r_max)  # type: ignore[arg-type]
         return 0.0
-
-    @classmethod
-    def for_learner(cls, name: str, beta: float, alpha: float | None = None,
-                    tau_ipo: float | None = None, r_max: float | None = None) -> "LossSpec":
-        """The loss of learner ``name`` (one of :data:`LEARNER_LOSSES`) as in THEORY 4.5.
-
-        Learners with a bonus (xpo, vpo, selm, popo, copo) require ``alpha``; the others accept only
-        ``alpha`` None or 0. ``ipo`` requires ``tau_ipo``, ``chipo`` requires ``r_max``.
-        """
-        key = name.strip().lower().replace("-", "_") if isinstance(name, str) else name
-        if key not in LEARNER_LOSSES:
-            raise ValueError(f"learner name must be one of {sorted(LEARNER_LOSSES)}, got {name!r}")
-        pair, bonus = LEARNER_LOSSES[key]
-        if bonus != "none" and alpha is None:
-            raise ValueError(f"alpha (finite, >= 0) is required for learner {key!r}")
-        return cls(pair=pair, bonus=bonus, beta=beta, alpha=0.0 if alpha is None else alpha,
-                   tau_ipo=tau_ipo, r_max=r_max)
 
     def pair_loss_and_grad(self, l_chosen: Any, l_rejected: Any,
                            weights: Any = None) -> tuple[float, np.ndarray, np.ndarray]:

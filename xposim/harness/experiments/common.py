@@ -140,6 +140,15 @@ def checkpoint_grid(rounds: int, per_decade: int) -> np.ndarray:
     return default_checkpoints(int(rounds), per_decade=int(per_decade))
 
 
+def _alpha_at(learner, beta: float, rounds: int, checkpoint_rounds: np.ndarray) -> np.ndarray:
+    """The ``alpha`` column of a run: the bonus weight of the argmin of each checkpoint's round
+    (round 0, ``pi_ref``: that of round 1); 0 for learners without a bonus, never NaN."""
+    from xposim.learners.config import AlphaBlocks
+
+    blocks = AlphaBlocks(learner.resolved_alpha(), beta, rounds)
+    return np.array([blocks.block(min(max(int(t), 1), rounds), 1)[0] for t in checkpoint_rounds], dtype=np.float64)
+
+
 def run_one(env, label: str, beta: float, rounds: int, seed: np.random.SeedSequence,
             checkpoints: Sequence[int] | None = None, policy_class: Any = "tabular",
             optimal_value: float | None = None, offline_sizes: Sequence[int] | None = None,
@@ -168,6 +177,7 @@ def run_one(env, label: str, beta: float, rounds: int, seed: np.random.SeedSeque
         metrics, columns = result.metrics, result.columns
     frame = pd.DataFrame(metrics, columns=list(columns))[list(METRIC_COLUMNS)]
     frame.insert(0, "learner", label)
+    frame["alpha"] = _alpha_at(learner, beta, int(rounds), frame["round"].to_numpy())
     return with_dtypes(frame)
 
 
