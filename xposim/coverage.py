@@ -18,21 +18,13 @@ import numpy as np
 
 from xposim.envs.token_mdp import TokenMDP
 from xposim.exact import trajectory_logprobs
+from xposim.validation import check_positive
 
 #: Tolerance on the normalization of every policy row ``pi(.|s)``.
 POLICY_TOLERANCE = 1e-9
 
 
 # ------------------------------------------------------------------------------- helpers
-def _positive_finite(value: float, argument: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{argument} must be a finite real number > 0, got {value!r}")
-    value = float(value)
-    if not np.isfinite(value) or value <= 0.0:
-        raise ValueError(f"{argument} must be a finite real number > 0, got {value!r}")
-    return value
-
-
 def _policy_stack(env: TokenMDP, policies, argument: str = "policies") -> np.ndarray:
     """Validate ``policies`` as ``(N, n_contexts, n_states, A)`` row-stochastic float64 arrays."""
     stack = np.asarray(policies, dtype=np.float64)
@@ -80,8 +72,8 @@ def _log_box_max_terms(env: TokenMDP, beta: float, r_max: float | None) -> tuple
     Their difference is ``log max_f pi_f(tau)``; minus the second is ``log max_f pi_f(tau)/ref(tau)``.
     Written with ``e^{-R/beta}`` so nothing of size ``R/beta`` is ever subtracted (exact as ``beta -> 0``).
     """
-    beta = _positive_finite(beta, "beta")
-    r_max = env.r_max if r_max is None else _positive_finite(r_max, "r_max")
+    beta = check_positive(beta, "beta")
+    r_max = env.r_max if r_max is None else check_positive(r_max, "r_max")
     log_ref = env.trajectory_ref_logprobs
     log_denominator = np.logaddexp(log_ref, _log1mexp(np.minimum(log_ref, 0.0)) - r_max / beta)
     return log_ref, log_denominator
@@ -213,9 +205,9 @@ def sec_along(env: TokenMDP, policies, beta: float, v_max: float, lam: float | N
 
     ``policies``: ``(T, n_contexts, n_states, A)``. Returns :class:`SequentialExtrapolation`.
     """
-    beta = _positive_finite(beta, "beta")
-    v_max = _positive_finite(v_max, "v_max")
-    lam = v_max**2 if lam is None else _positive_finite(lam, "lam")
+    beta = check_positive(beta, "beta")
+    v_max = check_positive(v_max, "v_max")
+    lam = v_max**2 if lam is None else check_positive(lam, "lam")
     stack = _policy_stack(env, policies)
     log_policy = _trajectory_logprob_stack(env, stack)  # (T, C, L)
     log_ref = env.trajectory_ref_logprobs

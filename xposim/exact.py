@@ -28,7 +28,6 @@ against a trajectory-level brute force in 40 + log10(beta) digits
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +35,7 @@ import numpy as np
 from xposim import _exact_kernels as kernels
 from xposim.envs.token_mdp import TokenMDP
 from xposim.resources import check_memory
+from xposim.validation import check_positive
 
 __all__ = [
     "Solution",
@@ -130,12 +130,7 @@ def _check_env(env) -> TokenMDP:
 
 def _check_beta(beta) -> float:
     """``beta`` must be a finite real number > 0."""
-    if isinstance(beta, (bool, np.bool_)) or not isinstance(beta, (int, float, np.integer, np.floating)):
-        raise ValueError(f"beta must be a finite real number > 0, got {beta!r}")
-    beta = float(beta)
-    if not math.isfinite(beta) or beta <= 0.0:
-        raise ValueError(f"beta must be a finite real number > 0, got {beta!r}")
-    return beta
+    return check_positive(beta, "beta")
 
 
 def _check_backup_finite(root_values: np.ndarray, beta: float, what: str) -> None:

@@ -27,6 +27,7 @@ from numba import njit
 from scipy.special import ndtr
 
 from xposim.numerics import sigmoid, sigmoid_np
+from xposim.validation import check_positive
 
 BRADLEY_TERRY_CODE = 0
 ARGMAX_CODE = 1
@@ -45,15 +46,6 @@ class PreferenceOracle(Protocol):
     def preference_probability(self, r1, r2) -> np.ndarray: ...
 
     def sample(self, rng: np.random.Generator, r1, r2) -> np.ndarray: ...
-
-
-def _positive_finite(value: float, argument: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{argument} must be a finite real number > 0, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value <= 0.0:
-        raise ValueError(f"{argument} must be a finite real number > 0, got {value!r}")
-    return value
 
 
 def _reward_arrays(r1, r2) -> tuple[np.ndarray, np.ndarray]:
@@ -83,7 +75,7 @@ class BradleyTerry(_SamplingMixin):
     code: int = dataclasses.field(default=BRADLEY_TERRY_CODE, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "temperature", _positive_finite(self.temperature, "temperature"))
+        object.__setattr__(self, "temperature", check_positive(self.temperature, "temperature"))
 
     @property
     def parameter(self) -> float:
@@ -122,7 +114,7 @@ class Probit(_SamplingMixin):
     code: int = dataclasses.field(default=PROBIT_CODE, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "scale", _positive_finite(self.scale, "scale"))
+        object.__setattr__(self, "scale", check_positive(self.scale, "scale"))
 
     @property
     def parameter(self) -> float:

@@ -13,28 +13,7 @@ import numpy as np
 from xposim.envs import tree
 from xposim.envs.token_mdp import TokenMDP, _hand_over
 from xposim.seeding import SeedLike, make_rng
-
-
-def _check_positive_finite(value: float, argument: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{argument} must be a finite real number > 0, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value <= 0.0:
-        raise ValueError(f"{argument} must be a finite real number > 0, got {value!r}")
-    return value
-
-
-def _check_int(value: int, argument: str, minimum: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{argument} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_probability(value: float, argument: str) -> float:
-    value = _check_positive_finite(value, argument)
-    if value >= 1.0:
-        raise ValueError(f"{argument} must lie in the open interval (0, 1), got {value!r}")
-    return value
+from xposim.validation import check_int, check_open_probability, check_positive
 
 
 def _uniform_rho(n_contexts: int) -> np.ndarray:
@@ -70,7 +49,7 @@ def two_arm_lower_bound(beta: float) -> TokenMDP:
     ``beta`` must be > 0 and large enough that ``exp(-1/(8 beta))`` is a positive float64
     (``beta >~ 1.7e-4``).
     """
-    beta = _check_positive_finite(beta, "beta")
+    beta = check_positive(beta, "beta")
     p_a = math.exp(-1.0 / (8.0 * beta))
     if p_a <= 0.0:
         raise ValueError(f"beta must be > {1.0 / (8.0 * 745.0):.3g} so that pi_ref(a) = exp(-1/(8 beta)) > 0, got {beta!r}")
@@ -102,18 +81,18 @@ def needle(
       Proposition 2.1's ``pi_ref(a)`` (with ``r_max = 1``). ``needle_ref_prob`` in ``(0, 1)``
       overrides ``p`` (then ``beta`` only enters the name).
     """
-    vocab_size = _check_int(vocab_size, "vocab_size", 2)
-    horizon = _check_int(horizon, "horizon", 1)
-    n_contexts = _check_int(n_contexts, "n_contexts", 1)
-    beta = _check_positive_finite(beta, "beta")
-    r_max = _check_positive_finite(r_max, "r_max")
+    vocab_size = check_int(vocab_size, "vocab_size", 2)
+    horizon = check_int(horizon, "horizon", 1)
+    n_contexts = check_int(n_contexts, "n_contexts", 1)
+    beta = check_positive(beta, "beta")
+    r_max = check_positive(r_max, "r_max")
     tree.check_enumerable(n_contexts, vocab_size, horizon)
     if needle_ref_prob is None:
         p = math.exp(-1.0 / (8.0 * beta * horizon))
         if p <= 0.0:
             raise ValueError(f"beta * horizon is too small: exp(-1/(8 beta H)) underflows to 0 (beta={beta!r})")
     else:
-        p = _check_probability(needle_ref_prob, "needle_ref_prob")
+        p = check_open_probability(needle_ref_prob, "needle_ref_prob")
     n_leaves = tree.n_leaves(vocab_size, horizon)
     if seed is None:
         needles = np.zeros(n_contexts, dtype=np.int64)
@@ -157,15 +136,15 @@ def random_token_mdp(
       unrelated to the reward (for misspecified log-linear classes).
     * ``rho`` uniform, or ``Dirichlet(rho_concentration * 1)`` when ``rho_concentration`` is given.
     """
-    n_contexts = _check_int(n_contexts, "n_contexts", 1)
-    vocab_size = _check_int(vocab_size, "vocab_size", 2)
-    horizon = _check_int(horizon, "horizon", 1)
-    r_max = _check_positive_finite(r_max, "r_max")
-    ref_concentration = _check_positive_finite(ref_concentration, "ref_concentration")
+    n_contexts = check_int(n_contexts, "n_contexts", 1)
+    vocab_size = check_int(vocab_size, "vocab_size", 2)
+    horizon = check_int(horizon, "horizon", 1)
+    r_max = check_positive(r_max, "r_max")
+    ref_concentration = check_positive(ref_concentration, "ref_concentration")
     if reward not in ("terminal", "dense"):
         raise ValueError(f"reward must be 'terminal' or 'dense', got {reward!r}")
     if feature_dim is not None:
-        feature_dim = _check_int(feature_dim, "feature_dim", 1)
+        feature_dim = check_int(feature_dim, "feature_dim", 1)
     tree.check_enumerable(n_contexts, vocab_size, horizon)
     rng = make_rng(seed)
     n_states = tree.n_states(vocab_size, horizon)
@@ -179,7 +158,7 @@ def random_token_mdp(
     if rho_concentration is None:
         rho = _uniform_rho(n_contexts)
     else:
-        rho = rng.dirichlet(np.full(n_contexts, _check_positive_finite(rho_concentration, "rho_concentration")))
+        rho = rng.dirichlet(np.full(n_contexts, check_positive(rho_concentration, "rho_concentration")))
     name = f"random(C={n_contexts},A={vocab_size},H={horizon},{reward})"
     if features is not None:
         features = _hand_over(features)
@@ -208,13 +187,13 @@ def linear_bandit(
     ``pi_ref`` is uniform over arms; with ``optimal_arm_ref_prob = p`` in ``(0, 1)`` each context's
     best arm gets ``p`` and the others ``(1 - p)/(n_arms - 1)`` (a poorly covered optimal arm).
     """
-    d = _check_int(d, "d", 2)
-    n_arms = _check_int(n_arms, "n_arms", 2)
-    n_contexts = _check_int(n_contexts, "n_contexts", 1)
-    r_max = _check_positive_finite(r_max, "r_max")
+    d = check_int(d, "d", 2)
+    n_arms = check_int(n_arms, "n_arms", 2)
+    n_contexts = check_int(n_contexts, "n_contexts", 1)
+    r_max = check_positive(r_max, "r_max")
     tree.check_enumerable(n_contexts, n_arms, 1)
     if optimal_arm_ref_prob is not None:
-        optimal_arm_ref_prob = _check_probability(optimal_arm_ref_prob, "optimal_arm_ref_prob")
+        optimal_arm_ref_prob = check_open_probability(optimal_arm_ref_prob, "optimal_arm_ref_prob")
     rng = make_rng(seed)
     w = _unit_vector(rng, d - 1)
     u = _unit_ball(rng, (n_contexts, n_arms), d - 1)
@@ -251,11 +230,11 @@ def linear_token_mdp(
     ``r(tau) = <theta*, phi(tau)> in [0, r_max]``. ``theta*`` is ``env.reward_parameter``.
     ``pi_ref`` is uniform, or ``Dirichlet(ref_concentration)`` per state when given. ``rho`` is uniform.
     """
-    n_contexts = _check_int(n_contexts, "n_contexts", 1)
-    vocab_size = _check_int(vocab_size, "vocab_size", 2)
-    horizon = _check_int(horizon, "horizon", 1)
-    d = _check_int(d, "d", 2)
-    r_max = _check_positive_finite(r_max, "r_max")
+    n_contexts = check_int(n_contexts, "n_contexts", 1)
+    vocab_size = check_int(vocab_size, "vocab_size", 2)
+    horizon = check_int(horizon, "horizon", 1)
+    d = check_int(d, "d", 2)
+    r_max = check_positive(r_max, "r_max")
     # per-token features psi (d arrays) and their draws dominate (measured: 2.9 d + 3 per-token arrays)
     tree.check_enumerable(
         n_contexts, vocab_size, horizon, per_token_arrays=tree.BUILD_PER_TOKEN_ARRAYS + 3 * d,
@@ -275,7 +254,7 @@ def linear_token_mdp(
     if ref_concentration is None:
         ref_probs = np.full((n_contexts, n_states, vocab_size), 1.0 / vocab_size)
     else:
-        concentration = _check_positive_finite(ref_concentration, "ref_concentration")
+        concentration = check_positive(ref_concentration, "ref_concentration")
         ref_probs = rng.dirichlet(np.full(vocab_size, concentration), size=(n_contexts, n_states))
     name = f"linear_token_mdp(C={n_contexts},A={vocab_size},H={horizon},d={d})"
     return TokenMDP.from_arrays(
@@ -289,8 +268,8 @@ def hidden_arm_bandit(n_arms: int, good_arm_ref_prob: float, r_max: float = 1.0)
     the others ``r_max / 2`` and ``(1 - p)/(n_arms - 1)`` each (Proposition 2.1's instance is
     ``n_arms = 2``, ``p = e^{-1/(8 beta)}``). Coverage experiments vary ``n_arms`` (coverability)
     and ``p`` (concentrability ``~ 1/p``) separately."""
-    n_arms = _check_int(n_arms, "n_arms", 2)
-    good_arm_ref_prob = _check_probability(good_arm_ref_prob, "good_arm_ref_prob")
+    n_arms = check_int(n_arms, "n_arms", 2)
+    good_arm_ref_prob = check_open_probability(good_arm_ref_prob, "good_arm_ref_prob")
     ref = np.full((1, 1, n_arms), (1.0 - good_arm_ref_prob) / (n_arms - 1))
     ref[0, 0, 0] = good_arm_ref_prob
     rewards = np.full((1, 1, n_arms), r_max / 2.0)

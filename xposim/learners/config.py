@@ -17,6 +17,7 @@ import numpy as np
 from xposim.losses.kinds import BONUS_NONE, bonus_kind, pair_kind
 from xposim.oracles import Argmax, BradleyTerry, PreferenceOracle, Probit, make_oracle
 from xposim.policies.base import SolverSettings
+from xposim.validation import check_int, check_nonnegative, check_positive
 
 # ----------------------------------------------------------------------------- plan codes
 #: ``tau ~ pi^(t)(.|x)`` (at ``Plan.temperature``; 1 = the policy itself).
@@ -103,30 +104,6 @@ class AlphaSchedule(Protocol):
     def values(self, beta: float, rounds: int) -> np.ndarray: ...
 
 
-def _check_nonnegative(value, argument: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{argument} must be a finite real number >= 0, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0.0:
-        raise ValueError(f"{argument} must be a finite real number >= 0, got {value!r}")
-    return value
-
-
-def _check_positive(value, argument: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{argument} must be a finite real number > 0, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value <= 0.0:
-        raise ValueError(f"{argument} must be a finite real number > 0, got {value!r}")
-    return value
-
-
-def _check_int(value, argument: str, minimum: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{argument} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 @dataclasses.dataclass(frozen=True)
 class ConstantAlpha:
     """``alpha(t) = value`` for every round."""
@@ -135,7 +112,7 @@ class ConstantAlpha:
     """The constant bonus weight (>= 0)."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "value", _check_nonnegative(self.value, "alpha"))
+        object.__setattr__(self, "value", check_nonnegative(self.value, "alpha"))
 
     def values(self, beta: float, rounds: int) -> np.ndarray:
         return self.values_at(beta, rounds, np.arange(1, rounds + 1))
@@ -157,7 +134,7 @@ class TheoryAlpha:
     """The reconstructed constant ``c`` (>= 0)."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "c", _check_nonnegative(self.c, "c"))
+        object.__setattr__(self, "c", check_nonnegative(self.c, "c"))
 
     def values(self, beta: float, rounds: int) -> np.ndarray:
         return self.values_at(beta, rounds, np.arange(1, rounds + 1))
@@ -178,7 +155,7 @@ class DecayingAlpha:
     """The constant ``c`` (>= 0)."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "c", _check_nonnegative(self.c, "c"))
+        object.__setattr__(self, "c", check_nonnegative(self.c, "c"))
 
     def values(self, beta: float, rounds: int) -> np.ndarray:
         return self.values_at(beta, rounds, np.arange(1, rounds + 1))
@@ -191,7 +168,7 @@ def as_alpha_schedule(alpha) -> AlphaSchedule:
     """A float becomes :class:`ConstantAlpha`; schedules pass through (``ValueError`` otherwise)."""
     if isinstance(alpha, AlphaSchedule) and not isinstance(alpha, (int, float)):
         return alpha
-    return ConstantAlpha(_check_nonnegative(alpha, "alpha"))
+    return ConstantAlpha(check_nonnegative(alpha, "alpha"))
 
 
 def _checked_alpha(values, shape: tuple[int], what: str) -> np.ndarray:
@@ -275,16 +252,16 @@ class LearnerConfig:
             raise ValueError(f"name must be a string or None, got {self.name!r}")
         if self.alpha is not None:
             as_alpha_schedule(self.alpha)
-        _check_int(self.batch_size, "batch_size", 1)
+        check_int(self.batch_size, "batch_size", 1)
         if self.labels is not None:
             resolve_oracle(self.labels)
         if self.reference is not None and self.reference not in REFERENCE_NAMES:
             raise ValueError(f"reference must be one of {sorted(REFERENCE_NAMES)}, got {self.reference!r}")
         if self.mode not in MODE_NAMES:
             raise ValueError(f"mode must be one of {sorted(MODE_NAMES)}, got {self.mode!r}")
-        _check_positive(self.learning_rate, "learning_rate")
+        check_positive(self.learning_rate, "learning_rate")
         if self.temperature is not None:
-            _check_nonnegative(self.temperature, "temperature")
+            check_nonnegative(self.temperature, "temperature")
         if not isinstance(self.solver, SolverSettings):
             raise ValueError(f"solver must be a SolverSettings, got {self.solver!r}")
 

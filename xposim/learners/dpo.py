@@ -13,10 +13,9 @@ from xposim.learners.config import (
     SAMPLER_POLICY,
     SAMPLER_REFERENCE,
     LearnerConfig,
-    _check_int,
-    _check_positive,
 )
 from xposim.losses.kinds import BONUS_NONE, PAIR_CHIPO, PAIR_DPO, PAIR_IPO
+from xposim.validation import check_int, check_positive
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +41,7 @@ class OfflineDPO(LearnerConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.n_pairs is not None:
-            _check_int(self.n_pairs, "n_pairs", 1)
+            check_int(self.n_pairs, "n_pairs", 1)
         if self.mode != "paper":
             raise ValueError(f"mode must be 'paper' for an offline learner (one argmin), got {self.mode!r}")
 
@@ -121,7 +120,7 @@ class IPO(OnlineDPO):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_positive(self.tau_ipo, "tau_ipo")
+        check_positive(self.tau_ipo, "tau_ipo")
 
     def losses(self, r_max: float):
         return PAIR_IPO, self.tau_ipo, BONUS_NONE, 1.0

@@ -12,10 +12,9 @@ from xposim.learners.config import (
     SAMPLER_POLICY,
     SAMPLER_REFERENCE,
     LearnerConfig,
-    _check_int,
-    _check_nonnegative,
 )
 from xposim.losses.kinds import BONUS_COPO, BONUS_POPO, BONUS_SELM, BONUS_VPO, PAIR_DPO
+from xposim.validation import check_int, check_nonnegative
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +90,7 @@ class POPO(LearnerConfig):
         super().__post_init__()
         if not isinstance(self.self_exploring, bool):
             raise ValueError(f"self_exploring must be a bool, got {self.self_exploring!r}")
-        _check_int(self.outer_rounds, "outer_rounds", 1)
+        check_int(self.outer_rounds, "outer_rounds", 1)
 
     def samplers(self):
         return SAMPLER_POLICY, SAMPLER_FROZEN, SAMPLER_FROZEN, BONUS_ON_SECOND
@@ -126,7 +125,7 @@ class COPO(LearnerConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_nonnegative(self.count_weight, "count_weight")
+        check_nonnegative(self.count_weight, "count_weight")
 
     def samplers(self):
         return SAMPLER_POLICY, SAMPLER_POLICY, SAMPLER_REFERENCE, BONUS_ON_SEPARATE

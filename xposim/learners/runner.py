@@ -39,6 +39,7 @@ from xposim.policies.base import (
 from xposim.policies.tabular import N_COUNTERS, TabularClass, new_workspace
 from xposim.resources import check_memory
 from xposim.seeding import SeedLike, as_seed_sequence
+from xposim.validation import check_int, check_positive
 
 #: Rounds per chunk of pre-drawn uniforms (memory ``chunk * 5 * B`` floats).
 CHUNK_ROUNDS = 16384
@@ -74,18 +75,13 @@ def resolve_policy_class(policy_class) -> PolicyClass:
 
 
 def check_beta(beta) -> float:
-    if isinstance(beta, bool) or not isinstance(beta, (int, float, np.integer, np.floating)):
-        raise ValueError(f"beta must be a finite real number > 0, got {beta!r}")
-    beta = float(beta)
-    if not math.isfinite(beta) or beta <= 0.0:
-        raise ValueError(f"beta must be a finite real number > 0, got {beta!r}")
-    return beta
+    """``beta``, finite and ``> 0`` (``ValueError`` naming it otherwise)."""
+    return check_positive(beta, "beta")
 
 
 def check_rounds(rounds) -> int:
-    if isinstance(rounds, (bool, np.bool_)) or not isinstance(rounds, (int, np.integer)) or rounds < 1:
-        raise ValueError(f"rounds must be an integer >= 1, got {rounds!r}")
-    return int(rounds)
+    """``rounds``, an integer ``>= 1``."""
+    return check_int(rounds, "rounds", 1)
 
 
 def default_checkpoints(rounds: int, per_decade: int = 8) -> np.ndarray:

@@ -37,6 +37,7 @@ from xposim.envs import tree
 from xposim.envs.token_mdp import TokenMDP
 from xposim.oracles import make_oracle
 from xposim.seeding import SeedLike, make_rng
+from xposim.validation import check_int
 
 __all__ = [
     "LMTaskConfig",
@@ -51,12 +52,6 @@ __all__ = [
 #: Largest number of sequences ``n_contexts * A^(H-1)`` the network is run on to tabulate it for
 #: exact scoring (one forward pass per chunk of sequences; beyond this, use Monte Carlo scoring).
 MAX_EXACT_SEQUENCES = 250_000
-
-
-def _int_at_least(name: str, value, low: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
 
 
 def _real_in(name: str, value, low: float, high: float, *, open_low: bool = False) -> float:
@@ -103,13 +98,13 @@ class LMTaskConfig:
     """Seed of the task draws (prompts, token scores, pattern, corpus chain)."""
 
     def __post_init__(self) -> None:
-        a = _int_at_least("vocab_size", self.vocab_size, 2)
-        h = _int_at_least("horizon", self.horizon, 1)
-        p = _int_at_least("prompt_length", self.prompt_length, 1)
-        n = _int_at_least("n_prompts", self.n_prompts, 1)
+        a = check_int(self.vocab_size, "vocab_size", 2)
+        h = check_int(self.horizon, "horizon", 1)
+        p = check_int(self.prompt_length, "prompt_length", 1)
+        n = check_int(self.n_prompts, "n_prompts", 1)
         if n > a**p:
             raise ValueError(f"n_prompts must be <= vocab_size ** prompt_length = {a**p} (distinct prompts), got {n}")
-        length = _int_at_least("pattern_length", self.pattern_length, 1)
+        length = check_int(self.pattern_length, "pattern_length", 1)
         if length > h:
             raise ValueError(f"pattern_length must be in [1, horizon] = [1, {h}], got {length}")
         _real_in("pattern_rarity", self.pattern_rarity, 0.0, 1.0, open_low=True)
@@ -117,7 +112,7 @@ class LMTaskConfig:
         _real_in("r_max", self.r_max, 0.0, 1e12, open_low=True)
         _real_in("corpus_concentration", self.corpus_concentration, 0.0, 1e6, open_low=True)
         make_oracle(self.oracle)  # validates the name
-        _int_at_least("seed", self.seed, 0)
+        check_int(self.seed, "seed", 0)
 
     def to_json(self) -> str:
         """The settings as a sorted JSON object (used in cache keys)."""
@@ -339,7 +334,7 @@ def make_lm_task(config: LMTaskConfig | None = None, **overrides) -> LMTask:
 
 def sample_corpus(task: LMTask, n: int, seed: SeedLike) -> tuple[np.ndarray, np.ndarray]:
     """``n`` SFT examples ``(contexts (n,), responses (n, H))``: ``x ~ rho``, response from the corpus chain."""
-    n = _int_at_least("n", n, 1)
+    n = check_int(n, "n", 1)
     rng = make_rng(seed)
     contexts = rng.choice(task.n_contexts, size=n, p=task.rho)
     responses = np.empty((n, task.horizon), dtype=np.int64)

@@ -65,7 +65,6 @@ def cell(point: dict[str, Any], seed: np.random.SeedSequence) -> pd.DataFrame:
 def analyze(results: pd.DataFrame, settings: dict[str, Any], directory: Path) -> dict[str, Any]:
     from xposim import theory
     from xposim.harness import plots, stats
-    from xposim.harness.verdicts import prediction_record
 
     threshold = settings["threshold"]
     hitting = stats.queries_to_threshold(results, threshold, "suboptimality", by=("env", "learner", "beta"))
