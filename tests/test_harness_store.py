@@ -651,3 +651,29 @@ def test_a_fresh_numba_cache_compiles_once_in_the_main_process_before_the_pool(t
     assert "compiling kernels in this process first" in capsys.readouterr().err
     assert (pooled.n_run, pooled.n_skipped, pooled.n_failed) == (4, 0, 0)
     pd.testing.assert_frame_equal(pooled.results, reference.results, check_exact=True)
+    # the first cell ran here, the others in the pool's workers
+    where = run_cells(cells, _pid_cell, ResultsStore(tmp_path / "three", "selftest"), workers=2, progress=False)
+    pids = where.results.groupby("cell_id", sort=False)["pid"].first()
+    assert pids.iloc[0] == os.getpid() and (pids.iloc[1:] != os.getpid()).all()
+
+
+def _pid_cell(point, seed):
+    """A cell that records which process ran it."""
+    return pd.DataFrame({"pid": [os.getpid()], "p": [point["p"]]})
+
+
+@pytest.mark.fast
+def test_a_file_system_without_locks_is_not_reported_as_another_run(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    from xposim.harness.store import StoreLockedError
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.raises(OSError, match="cannot lock .*may not support locks") as caught:
+        with ResultsStore(tmp_path, "selftest").lock():
+            pass
+    assert not isinstance(caught.value, StoreLockedError)

@@ -141,3 +141,19 @@ def test_fresh_cache_is_detected_and_announced_once(tmp_path, monkeypatch, capsy
     runner.announce_compilation(TabularClass())
     runner.announce_compilation(TabularClass())
     assert capsys.readouterr().err == "xposim: compiling kernels, first run only (cached for the next runs)\n"
+
+
+def test_memory_estimate_follows_the_pair_store_of_each_mode(monkeypatch):
+    """trl mode keeps one pair; paper mode's store grows with distinct pairs up to C L (L - 1)."""
+    from xposim.learners.runner import estimate_run_bytes
+
+    env = xs.envs.hidden_arm_bandit(2 ** 12, 0.01)
+    trl = estimate_run_bytes(env, make_learner("xpo_trl"), 10 ** 8, 10)
+    paper = estimate_run_bytes(env, make_learner("xpo"), 10 ** 8, 10)
+    small = estimate_run_bytes(env, make_learner("xpo"), 10, 10)
+    assert trl < 50e6 < paper  # 10^8 rounds: trl ~ the per-leaf arrays, paper ~ 16 words x 1.7e7 pairs
+    assert paper == estimate_run_bytes(env, make_learner("xpo"), 10 ** 9, 10)  # capped by C L (L - 1)
+    assert small < trl + 1e6
+    monkeypatch.setenv("XPOSIM_MEMORY_LIMIT", str(int(4e9)))  # 10^8 trl rounds fit (they used to be refused)
+    with pytest.raises(_Stop):
+        run_learner(env, make_learner("xpo_trl"), 0.1, 10 ** 8, checkpoints=[0], on_chunk=_stop, chunk_rounds=8)

@@ -68,7 +68,7 @@ def test_register_env_and_learner(user_path):
             xs.register_learner("user_xpo", strong_xpo)
         with pytest.raises(ValueError, match="already registered"):
             xs.register_env("needle", three_arm_bandit)
-        with pytest.raises(ValueError, match="must be an identifier"):
+        with pytest.raises(ValueError, match="must be a lower-case identifier"):
             xs.register_learner("a:b", strong_xpo)
         # a registered learner runs in simulate like a built-in one
         table = xs.simulate(xs.make_env("user_three_arm"), ["user_xpo", "xpo"], 0.1, 20, seeds=2, workers=1)
@@ -116,3 +116,44 @@ def test_sweep_through_the_cli_with_a_toml_of_references(tmp_path):
                           timeout=300)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "has no attribute 'missing'" in done.stderr and not (tmp_path / "out2" / "sweep" / "cells").exists()
+
+
+@pytest.mark.fast
+def test_learner_names_must_be_lower_case_since_lookups_are():
+    with pytest.raises(ValueError, match="lower-case identifier"):
+        xs.register_learner("MyXPO", XPO)
+
+
+def test_sweep_on_a_library_name_uses_its_env_params(tmp_path):
+    overrides = {"env": "needle", "env_params": {"vocab_size": 3, "horizon": 2, "beta": 0.1},
+                 "learners": ["xpo"], "rounds": 10, "seeds": 1, "beta": 0.1}
+    summary = run_experiment("sweep", tmp_path, quick=True, workers=1, progress=False, overrides=overrides)
+    assert summary["run"]["ran"] == 1 and summary["run"]["failed"] == 0
+    results = pd.read_parquet(tmp_path / "sweep" / "results.parquet")
+    env = xs.make_env("needle", vocab_size=3, horizon=2, beta=0.1)
+    expected = xs.simulate(env, "xpo", 0.1, 10, seeds=1, workers=1, checkpoints=sorted(set(results["round"])))
+    pd.testing.assert_series_equal(results.sort_values("round")["suboptimality"].reset_index(drop=True),
+                                   expected["suboptimality"], check_names=False, check_exact=True)
+
+
+@pytest.mark.fast
+def test_sweep_cells_change_when_the_users_module_changes(tmp_path, monkeypatch):
+    from xposim.harness.experiments import get_experiment
+
+    module = tmp_path / "edited_plugin.py"
+    module.write_text("from xposim.learners import XPO\n\ndef mine(**kw):\n    return XPO(alpha=0.1, **kw)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    experiment = get_experiment("sweep")
+    settings = experiment.settings(True, {"learners": ["edited_plugin:mine"]})
+    before = experiment.points(settings)[0]["user_code"]
+    module.write_text("from xposim.learners import XPO\n\ndef mine(**kw):\n    return XPO(alpha=0.2, **kw)\n")
+    after = experiment.points(settings)[0]["user_code"]
+    assert set(before) == {"edited_plugin:mine"} and before != after
+
+
+@pytest.mark.fast
+def test_a_user_module_that_fails_to_import_is_a_one_line_error(tmp_path, monkeypatch):
+    (tmp_path / "broken_plugin.py").write_text("raise RuntimeError('boom')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError, match="importing module 'broken_plugin' raised RuntimeError: boom"):
+        make_learner("broken_plugin:anything")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["is_reference", "load_reference"]
+__all__ = ["is_reference", "load_reference", "reference_source_hash"]
 
 
 def is_reference(name: object) -> bool:
@@ -34,9 +34,31 @@ def load_reference(reference: str, what: str = "object") -> Any:
         target: Any = importlib.import_module(module_name)
     except ImportError as error:
         raise ValueError(f"{what} {reference!r}: cannot import module {module_name!r} ({error})") from None
+    except Exception as error:  # noqa: BLE001 - the user's module failed while importing
+        raise ValueError(f"{what} {reference!r}: importing module {module_name!r} raised "
+                         f"{type(error).__name__}: {error}") from None
     for part in attribute.split("."):
         try:
             target = getattr(target, part)
         except AttributeError:
             raise ValueError(f"{what} {reference!r}: module {module_name!r} has no attribute {attribute!r}") from None
     return target
+
+
+def reference_source_hash(reference: str) -> str:
+    """sha256 (16 hex digits) of the source file of the module a reference names, so that results
+    computed with the user's code can be told from results of an edited version (the harness puts
+    it into the cell's settings, hence its id). ``"unknown"`` when the module has no source file."""
+    import hashlib
+    from importlib.util import find_spec
+
+    module_name = reference.split(":")[0].strip()
+    try:
+        spec = find_spec(module_name)
+    except (ImportError, ValueError):
+        spec = None
+    origin = getattr(spec, "origin", None)
+    if not origin or not origin.endswith(".py"):
+        return "unknown"
+    with open(origin, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()[:16]

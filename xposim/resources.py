@@ -3,9 +3,9 @@
 Every entry point that allocates in proportion to its arguments (building a ``TokenMDP``,
 ``simulate``'s table, a sweep's cells) estimates the bytes it needs and calls
 :func:`check_memory`, which compares the estimate with the memory the machine has available and
-raises a ``ValueError`` that states both numbers. The estimates count the large arrays only
-(they are lower bounds of the true peak), so a request that passes may still be tight; one that
-fails certainly would not fit.
+raises a ``ValueError`` that states both numbers. The estimates count the large arrays a request
+allocates, on the high side where the size is uncertain (Python objects and temporaries are not
+counted), and a request may plan on :data:`MEMORY_FRACTION` of the available memory.
 """
 from __future__ import annotations
 

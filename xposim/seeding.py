@@ -37,7 +37,8 @@ def spawn_seeds(seed: SeedLike, n: int) -> list[np.random.SeedSequence]:
 
 def child_seed(seed: SeedLike, index: int) -> np.random.SeedSequence:
     """Child ``index`` of the root ``seed``: the same sequence as ``spawn_seeds(seed, n)[index]``
-    for every ``n > index``, built in O(1) (no list of ``index + 1`` children)."""
+    for every ``n > index`` (for a ``SeedSequence`` root: as its first ``spawn``, before it has spawned
+    any child), built in O(1) (no list of ``index + 1`` children)."""
     if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)) or index < 0:
         raise ValueError(f"seed index must be a non-negative integer, got {index!r}")
     root = as_seed_sequence(seed)

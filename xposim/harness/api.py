@@ -15,7 +15,7 @@ import pandas as pd
 
 from xposim.harness.config import check_sweep_size
 from xposim.harness.experiments import get_experiment
-from xposim.harness.fingerprint import SHORT_LENGTH, short_fingerprint
+from xposim.harness.fingerprint import SHORT_LENGTH, package_version, short_fingerprint
 from xposim.harness.runner import SweepOutcome, dask_executor, error_text, make_cells, run_cells, sigterm_raises
 from xposim.harness.store import ResultsStore
 
@@ -23,13 +23,6 @@ __all__ = ["run_experiment", "analyze_stored", "DEFAULT_OUT"]
 
 #: Default output directory of ``xposim run``.
 DEFAULT_OUT = "xposim-results"
-
-
-def package_version() -> str:
-    """The installed xposim version (``xposim.__version__``, else the distribution metadata)."""
-    from xposim.harness.fingerprint import package_version as version
-
-    return version()
 
 
 def _short(record: dict[str, str] | None) -> str | None:

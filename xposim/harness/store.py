@@ -26,6 +26,7 @@ removes only those whose writer is dead (another process's file mid-write is nev
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -240,7 +241,11 @@ class ResultsStore:
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except OSError as error:
+            if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):  # not contention
+                os.close(fd)
+                raise OSError(error.errno, f"cannot lock {self.lock_path} ({error.strerror}); the file system "
+                                           "may not support locks: use another output directory") from None
             try:
                 holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "?"
             finally:
@@ -326,14 +331,6 @@ class ResultsStore:
     def read_cell(self, cell_id: str) -> pd.DataFrame:
         return pd.read_parquet(self.cell_path(cell_id))
 
-    def read_cells(self, cell_ids: Iterable[str]) -> pd.DataFrame:
-        """The concatenation of the finished cells among ``cell_ids``, in the given order."""
-        frames = [self.read_cell(c) for c in cell_ids if self.cell_path(c).exists()]
-        if not frames:
-            return pd.DataFrame()
-        return pd.concat(frames, ignore_index=True)
-
-    # ------------------------------------------------------------------ failures
     def write_failure(self, cell_id: str, record: dict[str, Any]) -> None:
         atomic_write_json(self.failures_dir / f"{cell_id}.json", record)
 

@@ -57,8 +57,9 @@ def register_learner(name: str, factory: type[LearnerConfig] | Callable[..., Lea
     kind. Registration lives in this process (threads and forked pool workers see it; dask workers
     do not: name a reference ``"module:function"`` there).
     """
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ValueError(f"learner name must be an identifier, got {name!r}")
+    if not isinstance(name, str) or not name.isidentifier() or name != name.lower():
+        raise ValueError(f"learner name must be a lower-case identifier (make_learner looks names up in lower "
+                         f"case), got {name!r}")
     if name in LEARNERS or name in _FACTORIES:
         if not replace:
             raise ValueError(f"learner {name!r} is already registered (pass replace=True to replace it)")

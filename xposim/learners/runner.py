@@ -116,12 +116,18 @@ def estimate_run_bytes(env: TokenMDP, learner: LearnerConfig, rounds: int, n_che
     """Bytes one :func:`run_learner` call allocates (its large arrays), for memory checks.
 
     ``_LEAF_ARRAYS_PER_RUN`` per-leaf arrays, the pair store and the solver's per-edge scratch
-    (about 16 words per distinct pair, at most ``n_contexts L (L - 1)`` pairs or ``rounds *
-    batch_size``), one block of uniforms and alphas, and the checkpoint table.
+    (about 16 words per distinct pair: the store's capacity, ``min(rounds * batch_size, n_contexts
+    L (L - 1))`` in paper mode, the offline dataset's size for offline learners, 1 in trl mode,
+    which keeps only the fresh batch), one block of uniforms and alphas, and the checkpoint table.
     """
     n_contexts, n_leaves = int(env.n_contexts), int(env.n_leaves)
     batch = int(getattr(learner, "batch_size", 1))
-    pairs = rounds * batch if not learner.is_offline else (learner.n_pairs or rounds)
+    if learner.is_offline:
+        pairs = learner.n_pairs or rounds
+    elif learner.mode == "paper":
+        pairs = rounds * batch
+    else:  # trl mode: a store of capacity 1 (see run_learner)
+        pairs = 1
     pairs = min(pairs, n_contexts * n_leaves * max(n_leaves - 1, 1))
     block = min(chunk_rounds, rounds * batch)
     words = (_LEAF_ARRAYS_PER_RUN * n_contexts * (n_leaves + 1) + 16 * pairs + block * (UNIFORMS_PER_PAIR + 1)
@@ -312,7 +318,7 @@ def run_learner(
         )
     check_memory(estimate_run_bytes(env, learner, rounds, len(checkpoints)),
                  f"run_learner({learner.label!r}, rounds={rounds}) on an environment with {env.n_leaves} leaves",
-                 "use fewer checkpoints or a smaller environment")
+                 "use fewer rounds, checkpoints or a smaller environment")
     alpha_blocks = AlphaBlocks(learner.resolved_alpha(), beta, rounds)
     arrays = env_arrays(env)
     if optimal_value is None:

@@ -25,7 +25,6 @@ LABELS: dict[str, tuple[str, dict[str, Any]]] = {
     "xpo_trl_bt": ("xpo_trl", {"labels": "bradley_terry"}),
 }
 
-ENV_NAMES = ("two_arm", "needle", "random", "bandit")
 
 
 def learner_label_check(labels: Sequence[str], setting: str = "learners") -> None:
@@ -112,12 +111,15 @@ def make_env(point: dict[str, Any]):
     The experiments' short kinds map the point's keys onto a library instance: ``two_arm``
     (``beta``), ``needle`` (``needle_vocab``, ``needle_horizon``, ``beta``), ``random``
     (``n_contexts``, ``vocab_size``, ``horizon``, ``env_seed``, ``r_max``), ``bandit`` (``n_arms``,
-    ``good_arm_ref_prob``, ``r_max``). Any other ``point['env']`` is a registered name or a
-    reference ``"package.module:function"`` called with ``point['env_params']``.
+    ``good_arm_ref_prob``, ``r_max``). A point with ``env_params`` (the ``sweep`` experiment), or any
+    other ``point['env']``, names a registered environment or a reference ``"package.module:function"``
+    built with those parameters.
     """
     from xposim import envs
 
     kind = point["env"]
+    if "env_params" in point:  # a registered name or a reference with its own parameters
+        return envs.make_env(kind, **dict(point["env_params"]))
     if kind == "two_arm":
         return envs.make_env("two_arm_lower_bound", beta=float(point["beta"]))
     if kind == "needle":
@@ -130,7 +132,7 @@ def make_env(point: dict[str, Any]):
     if kind == "bandit":
         return envs.make_env("hidden_arm_bandit", n_arms=int(point["n_arms"]),
                              good_arm_ref_prob=float(point["good_arm_ref_prob"]), r_max=float(point.get("r_max", 1.0)))
-    return envs.make_env(kind, **dict(point.get("env_params") or {}))
+    return envs.make_env(kind)
 
 
 def checkpoint_grid(rounds: int, per_decade: int) -> np.ndarray:

@@ -7,7 +7,9 @@ references ``"package.module:function"`` to a factory returning a ``LearnerConfi
 (learner, seed) is one cell, run by :func:`xposim.learners.run_learner` on ``policy_class`` with
 the exact metrics of ``xposim.simulate`` at log-spaced checkpoints, so the local pool, dask
 workers and resumption work as for the named experiments (workers import the referenced modules
-themselves: the modules must be importable there, e.g. on ``PYTHONPATH``).
+themselves: the modules must be importable there, e.g. on ``PYTHONPATH``). xposim's code
+fingerprint does not cover the user's modules; instead the sha256 of each referenced module's source
+file is part of the cell's settings, so editing it gives new cells rather than reusing old ones.
 
 The analysis draws the mean suboptimality ``J(pi*) - J(pi_t)`` against queries with 95%
 t-bands, one curve per learner, and tabulates the final metrics; it makes no verdict.
@@ -41,10 +43,21 @@ FINAL_METRICS = ("suboptimality", "best_iterate_suboptimality", "average_iterate
 
 
 def points(settings: dict[str, Any]) -> list[dict[str, Any]]:
+    from xposim.plugins import is_reference, reference_source_hash
+
     grid = [int(t) for t in common.checkpoint_grid(settings["rounds"], settings["checkpoints_per_decade"])]
-    return [{"env": settings["env"], "env_params": dict(settings["env_params"]), "beta": settings["beta"],
-             "learner": learner, "rounds": settings["rounds"], "grid": grid, "policy_class": settings["policy_class"]}
-            for learner in settings["learners"]]
+    out = []
+    for learner in settings["learners"]:
+        point = {"env": settings["env"], "env_params": dict(settings["env_params"]), "beta": settings["beta"],
+                 "learner": learner, "rounds": settings["rounds"], "grid": grid,
+                 "policy_class": settings["policy_class"]}
+        # the user's code is not in xposim's fingerprint: its source hash goes into the cell's id, so
+        # an edited module gives new cells instead of reusing the old ones
+        references = [r for r in (settings["env"], learner) if is_reference(r)]
+        if references:
+            point["user_code"] = {r: reference_source_hash(r) for r in references}
+        out.append(point)
+    return out
 
 
 def cell(point: dict[str, Any], seed: np.random.SeedSequence) -> pd.DataFrame:
