@@ -175,17 +175,10 @@ def run_lm_experiment(experiment: LMExperiment, out: str | Path):
 
 
 def _scores_by_monte_carlo(scoring: str, n_prompts: int, vocab_size: int, horizon: int) -> bool:
-    """Whether ``scoring`` means Monte Carlo metrics: ``monte_carlo``, or ``auto`` on a tree too
-    large to enumerate (the rule of :func:`xposim.lm.preference.run_preference_learning`)."""
-    if scoring != "auto":
-        return scoring == "monte_carlo"
-    from xposim.lm.task import check_exact_scoring
+    """Whether ``scoring`` means Monte Carlo metrics for this task size (``exact`` is checked apart)."""
+    from xposim.lm.task import resolve_scoring
 
-    try:
-        check_exact_scoring(n_prompts, vocab_size, horizon)
-    except ValueError:
-        return True
-    return False
+    return scoring != "exact" and resolve_scoring(scoring, n_prompts, vocab_size, horizon) == "monte_carlo"
 
 
 def _run_lm_experiment(experiment: LMExperiment, out: str | Path):

@@ -53,7 +53,7 @@ from xposim.lm.model import Transformer
 from xposim.lm.optim import AdamW, clip_grad_norm
 from xposim.lm.sampling import sample
 from xposim.lm.tabulate import exact_scores, mixture_value, monte_carlo_scores, score_sequences, tabulate_policy
-from xposim.lm.task import LMTask, check_exact_scoring
+from xposim.lm.task import LMTask, resolve_scoring
 from xposim.learners.registry import loss_spec as learner_loss_spec
 from xposim.losses import LossSpec
 from xposim.oracles import make_oracle
@@ -293,15 +293,7 @@ class PreferenceRun:
 
 
 def _resolve_scoring(config: PreferenceConfig, task: LMTask) -> str:
-    if config.scoring == "monte_carlo":
-        return "monte_carlo"
-    try:
-        check_exact_scoring(task.n_contexts, task.vocab_size, task.horizon)
-    except ValueError:
-        if config.scoring == "exact":
-            raise
-        return "monte_carlo"
-    return "exact"
+    return resolve_scoring(config.scoring, task.n_contexts, task.vocab_size, task.horizon)
 
 
 def seed_column(seed: SeedLike) -> int:

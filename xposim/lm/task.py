@@ -267,6 +267,21 @@ def check_exact_scoring(n_contexts: int, vocab_size: int, horizon: int,
         )
 
 
+def resolve_scoring(scoring: str, n_contexts: int, vocab_size: int, horizon: int) -> str:
+    """``"exact"`` or ``"monte_carlo"``: what ``scoring`` (``auto``, ``exact`` or ``monte_carlo``)
+    means for a task of this size. ``auto`` is exact when the tree can be tabulated
+    (:func:`check_exact_scoring`), Monte Carlo otherwise; ``exact`` on a tree too large raises."""
+    if scoring == "monte_carlo":
+        return "monte_carlo"
+    try:
+        check_exact_scoring(n_contexts, vocab_size, horizon)
+    except ValueError:
+        if scoring == "exact":
+            raise
+        return "monte_carlo"
+    return "exact"
+
+
 def _skewed_chain(rng: np.random.Generator, n_contexts: int, a: int, concentration: float,
                   pattern: tuple[int, ...], rarity: float) -> tuple[np.ndarray, np.ndarray]:
     start = rng.dirichlet(np.full(a, concentration), size=n_contexts)
