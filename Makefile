@@ -5,12 +5,13 @@ PY     := $(VENV)/bin/python
 STAMP_TEST := $(VENV)/.installed-test
 STAMP_BASE := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench clean clean-numba-cache help
+.PHONY: demo test test-fast bench notebooks clean clean-numba-cache help
 
 help:
 	@echo "make demo   - create .venv, install xposim, run the headline experiment"
 	@echo "make test   - create .venv, install xposim[test], run the whole suite (JIT and no-JIT subset)"
 	@echo "make bench  - run the benchmarks in benchmarks/"
+	@echo "make notebooks - install the notebook extra and open the course in Jupyter Lab"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +36,10 @@ test: $(STAMP_TEST)
 
 test-fast: $(STAMP_TEST)
 	NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q -m fast -p no:cacheprovider
+
+notebooks: $(STAMP_BASE)
+	$(PY) -m pip install --quiet -e '.[notebooks]'
+	$(VENV)/bin/jupyter lab notebooks/
 
 bench: $(STAMP_BASE)
 	for f in benchmarks/bench_*.py; do $(PY) $$f || exit 1; done
