@@ -157,3 +157,10 @@ def test_a_user_module_that_fails_to_import_is_a_one_line_error(tmp_path, monkey
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(ValueError, match="importing module 'broken_plugin' raised RuntimeError: boom"):
         make_learner("broken_plugin:anything")
+
+
+@pytest.mark.fast
+def test_an_experiment_without_predictions_says_so():
+    from xposim.harness.report import format_predictions
+
+    assert format_predictions({"predictions": []}).startswith("no predictions: this experiment measures")

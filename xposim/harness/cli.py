@@ -55,7 +55,7 @@ def _list(args: argparse.Namespace) -> int:
     experiments = [e for e in all_experiments() if e.listed or args.all]
     width = max(len(e.name) for e in experiments)
     for e in experiments:
-        tag = ",".join(e.predictions)
+        tag = ",".join(e.predictions) or "no verdict"
         print(f"{e.name:<{width}}  [{tag}]  {e.description}")
     return 0
 

@@ -289,6 +289,8 @@ def write_report(directory: str | Path) -> tuple[Path, str]:
 
 def format_predictions(summary: dict[str, Any]) -> str:
     """Plain-text table of a summary's predictions (what ``xposim run`` and the demo print)."""
+    if not summary.get("predictions"):
+        return "no predictions: this experiment measures (see its figures and tables)"
     rows = [("id", "verdict", "measured [95% interval]", "predicted", "prediction")]
     for p in summary.get("predictions", []):
         m = p["measured"]
