@@ -164,3 +164,17 @@ def test_an_experiment_without_predictions_says_so():
     from xposim.harness.report import format_predictions
 
     assert format_predictions({"predictions": []}).startswith("no predictions: this experiment measures")
+
+
+@pytest.mark.fast
+def test_sweep_passes_its_beta_only_to_factories_that_take_one(user_path):
+    from xposim.harness.experiments import get_experiment
+    from xposim.harness.experiments.sweep import environment_parameters
+
+    experiment = get_experiment("sweep")
+    library = experiment.settings(True, {"env": "two_arm_lower_bound", "beta": 0.02})
+    assert environment_parameters(library) == {"beta": 0.02}
+    explicit = experiment.settings(True, {"env": "needle", "env_params": {"vocab_size": 2, "horizon": 2, "beta": 0.3}})
+    assert environment_parameters(explicit)["beta"] == 0.3  # env_params win
+    user = experiment.settings(True, {"env": f"{user_path}:three_arm_bandit"})  # no beta argument
+    assert environment_parameters(user) == {}

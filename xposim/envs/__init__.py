@@ -8,7 +8,7 @@ from xposim.envs.library import (
     random_token_mdp,
     two_arm_lower_bound,
 )
-from xposim.envs.registry import env_names, make_env, register_env
+from xposim.envs.registry import env_factory, env_names, make_env, register_env
 from xposim.envs.token_mdp import TokenMDP
 from xposim.envs.tree import (
     MAX_TREE_ENTRIES,
@@ -31,6 +31,7 @@ __all__ = [
     "make_env",
     "register_env",
     "env_names",
+    "env_factory",
     "needle",
     "random_token_mdp",
     "linear_bandit",

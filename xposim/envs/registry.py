@@ -20,7 +20,7 @@ from xposim.envs.library import (
 from xposim.envs.token_mdp import TokenMDP
 from xposim.plugins import is_reference, load_reference
 
-__all__ = ["make_env", "register_env", "env_names", "ENVIRONMENTS"]
+__all__ = ["make_env", "env_factory", "register_env", "env_names", "ENVIRONMENTS"]
 
 #: name -> factory (keyword parameters -> TokenMDP)
 ENVIRONMENTS: dict[str, Callable[..., TokenMDP]] = {
@@ -54,17 +54,22 @@ def register_env(name: str, factory: Callable[..., TokenMDP], *, replace: bool =
     ENVIRONMENTS[name] = factory
 
 
-def make_env(name: str, /, **params: Any) -> TokenMDP:
-    """The environment ``name`` built with ``params`` (see the module docstring)."""
+def env_factory(name: str) -> Callable[..., TokenMDP]:
+    """The factory behind ``name`` (a registered name or a reference), ``ValueError`` otherwise."""
     if is_reference(name):
         factory = load_reference(name, "environment factory")
         if not callable(factory):
             raise ValueError(f"environment factory {name!r} is not callable")
-    elif name in ENVIRONMENTS:
-        factory = ENVIRONMENTS[name]
-    else:
-        raise ValueError(f"unknown environment {name!r}; known: {', '.join(env_names())}, "
-                         "or a reference 'package.module:function'")
+        return factory
+    if name in ENVIRONMENTS:
+        return ENVIRONMENTS[name]
+    raise ValueError(f"unknown environment {name!r}; known: {', '.join(env_names())}, "
+                     "or a reference 'package.module:function'")
+
+
+def make_env(name: str, /, **params: Any) -> TokenMDP:
+    """The environment ``name`` built with ``params`` (see the module docstring)."""
+    factory = env_factory(name)
     try:
         env = factory(**params)
     except TypeError as error:

@@ -2,7 +2,8 @@
 
 Not a prediction of the theory: a measurement bench. Settings name an environment (``env``: a
 name of :func:`xposim.envs.env_names` or a reference ``"package.module:function"``, built with the
-keyword parameters ``env_params``) and learners (``learners``: registry names, harness labels or
+keyword parameters ``env_params``, plus ``beta=`` the sweep's ``beta`` when the factory takes a
+``beta`` that ``env_params`` does not set) and learners (``learners``: registry names, harness labels or
 references ``"package.module:function"`` to a factory returning a ``LearnerConfig``). Every
 (learner, seed) is one cell, run by :func:`xposim.learners.run_learner` on ``policy_class`` with
 the exact metrics of ``xposim.simulate`` at log-spaced checkpoints, so the local pool, dask
@@ -46,9 +47,10 @@ def points(settings: dict[str, Any]) -> list[dict[str, Any]]:
     from xposim.plugins import is_reference, reference_source_hash
 
     grid = [int(t) for t in common.checkpoint_grid(settings["rounds"], settings["checkpoints_per_decade"])]
+    env_params = environment_parameters(settings)
     out = []
     for learner in settings["learners"]:
-        point = {"env": settings["env"], "env_params": dict(settings["env_params"]), "beta": settings["beta"],
+        point = {"env": settings["env"], "env_params": env_params, "beta": settings["beta"],
                  "learner": learner, "rounds": settings["rounds"], "grid": grid,
                  "policy_class": settings["policy_class"]}
         # the user's code is not in xposim's fingerprint: its source hash goes into the cell's id, so
@@ -58,6 +60,23 @@ def points(settings: dict[str, Any]) -> list[dict[str, Any]]:
             point["user_code"] = {r: reference_source_hash(r) for r in references}
         out.append(point)
     return out
+
+
+def environment_parameters(settings: dict[str, Any]) -> dict[str, Any]:
+    """``env_params``, plus the sweep's ``beta`` when the factory takes a ``beta`` argument that
+    ``env_params`` does not set (the library's instances depend on beta: Proposition 2.1's arm)."""
+    import inspect
+
+    from xposim import envs
+
+    params = dict(settings["env_params"])
+    try:
+        accepts_beta = "beta" in inspect.signature(envs.env_factory(settings["env"])).parameters
+    except (TypeError, ValueError):
+        accepts_beta = False
+    if accepts_beta and "beta" not in params:
+        params["beta"] = settings["beta"]
+    return params
 
 
 def cell(point: dict[str, Any], seed: np.random.SeedSequence) -> pd.DataFrame:
@@ -105,10 +124,10 @@ def check(settings: dict[str, Any]) -> None:
     if settings["policy_class"] not in POLICY_CLASS_NAMES or settings["policy_class"] == "finite":
         names = [n for n in POLICY_CLASS_NAMES if n != "finite"]
         raise ValueError(f"setting 'policy_class' must be one of {names}, got {settings['policy_class']!r}")
-    common.make_env({"env": settings["env"], "env_params": settings["env_params"]})  # fails here, not in a cell
+    common.make_env({"env": settings["env"], "env_params": environment_parameters(settings)})  # fails here
 
 
-_COMMON = {"env": "two_arm_lower_bound", "env_params": {"beta": 0.05}, "beta": 0.05,
+_COMMON = {"env": "two_arm_lower_bound", "env_params": {}, "beta": 0.05,
            "learners": ["xpo", "online_dpo"], "checkpoints_per_decade": 8, "policy_class": "tabular"}
 SWEEP = register_experiment(Experiment(
     name="sweep",
