@@ -7,8 +7,6 @@ by ``round`` (int64) and ``queries`` (int64, preference labels so far).
 """
 from __future__ import annotations
 
-from typing import Mapping
-
 import numpy as np
 import pandas as pd
 
@@ -67,11 +65,8 @@ def metrics_table(metrics: np.ndarray, learner: str, seed: int, columns=METRIC_C
     return with_dtypes(frame)
 
 
-def with_dtypes(frame: pd.DataFrame, extra: Mapping[str, np.dtype] | None = None) -> pd.DataFrame:
-    """``frame`` with every known column cast to its vocabulary dtype (``extra`` overrides)."""
-    casts = {}
-    for name in frame.columns:
-        dtype = (extra or {}).get(name, column_dtype(name))
-        if dtype is not None and frame[name].dtype != dtype:
-            casts[name] = dtype
+def with_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every column of the vocabulary cast to its dtype (others left as they are)."""
+    casts = {name: column_dtype(name) for name in frame.columns}
+    casts = {name: dtype for name, dtype in casts.items() if dtype is not None and frame[name].dtype != dtype}
     return frame.astype(casts) if casts else frame

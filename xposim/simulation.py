@@ -25,14 +25,14 @@ import numpy as np
 import pandas as pd
 
 from xposim import exact
+from xposim.columns import METRIC_COLUMNS, RUN_COLUMNS, metrics_table
 from xposim.envs.token_mdp import TokenMDP
 from xposim.learners.config import LearnerConfig
-from xposim.columns import METRIC_COLUMNS, RUN_COLUMNS, metrics_table
 from xposim.learners.registry import make_learner
 from xposim.learners.runner import (
+    announce_compilation,
     check_beta,
     check_checkpoints,
-    announce_compilation,
     check_rounds,
     estimate_run_bytes,
     resolve_policy_class,

@@ -111,25 +111,30 @@ def check_checkpoints(checkpoints, rounds: int) -> np.ndarray:
 _LEAF_ARRAYS_PER_RUN = 24
 
 
+def pair_capacity(n_contexts: int, n_leaves: int, learner: LearnerConfig, rounds: int) -> int:
+    """Distinct pairs a run's store must hold: ``n_pairs`` (default ``rounds``) for offline
+    learners, ``rounds * batch_size`` in paper mode, 1 in trl mode (only the fresh batch is used);
+    never more than the ``n_contexts L (L - 1)`` ordered pairs that exist."""
+    if learner.is_offline:
+        pairs = learner.n_pairs if learner.n_pairs is not None else rounds
+    elif learner.mode == "paper":
+        pairs = rounds * learner.batch_size
+    else:
+        pairs = 1
+    return min(pairs, n_contexts * n_leaves * max(n_leaves - 1, 1))
+
+
 def estimate_run_bytes(env: TokenMDP, learner: LearnerConfig, rounds: int, n_checkpoints: int,
                        chunk_rounds: int = CHUNK_ROUNDS) -> int:
     """Bytes one :func:`run_learner` call allocates (its large arrays), for memory checks.
 
     ``_LEAF_ARRAYS_PER_RUN`` per-leaf arrays, the pair store and the solver's per-edge scratch
-    (about 16 words per distinct pair: the store's capacity, ``min(rounds * batch_size, n_contexts
-    L (L - 1))`` in paper mode, the offline dataset's size for offline learners, 1 in trl mode,
-    which keeps only the fresh batch), one block of uniforms and alphas, and the checkpoint table.
+    (about 16 words per pair of :func:`pair_capacity`), one block of uniforms and alphas, and the
+    checkpoint table.
     """
     n_contexts, n_leaves = int(env.n_contexts), int(env.n_leaves)
-    batch = int(getattr(learner, "batch_size", 1))
-    if learner.is_offline:
-        pairs = learner.n_pairs or rounds
-    elif learner.mode == "paper":
-        pairs = rounds * batch
-    else:  # trl mode: a store of capacity 1 (see run_learner)
-        pairs = 1
-    pairs = min(pairs, n_contexts * n_leaves * max(n_leaves - 1, 1))
-    block = min(chunk_rounds, rounds * batch)
+    pairs = pair_capacity(n_contexts, n_leaves, learner, rounds)
+    block = min(chunk_rounds, rounds * learner.batch_size)
     words = (_LEAF_ARRAYS_PER_RUN * n_contexts * (n_leaves + 1) + 16 * pairs + block * (UNIFORMS_PER_PAIR + 1)
              + n_checkpoints * engine.N_METRICS + learner.solver.dense_limit ** 2
              + learner.solver.restarts * (n_leaves + 1))
@@ -334,13 +339,13 @@ def run_learner(
     eng = _new_engine_state(arrays, view, plan, checkpoints, behaviour_cdf,
                             tempered_reference_cdf(env, arrays, plan.temperature))
     width = UNIFORMS_PER_PAIR * plan.batch_size
-    max_pairs = n_contexts * n_leaves * max(n_leaves - 1, 1)
 
     chunk_rounds = check_rounds(chunk_rounds)
     if learner.is_offline:
         n_pairs = learner.n_pairs if learner.n_pairs is not None else rounds
-        store = new_store(n_contexts, n_leaves, min(n_pairs, max_pairs))
-        ws = new_workspace(n_leaves, min(n_pairs, max_pairs), settings.dense_limit) if pclass.builtin_code == TABULAR_CODE else None
+        capacity = pair_capacity(n_contexts, n_leaves, learner, rounds)
+        store = new_store(n_contexts, n_leaves, capacity)
+        ws = new_workspace(n_leaves, capacity, settings.dense_limit) if pclass.builtin_code == TABULAR_CODE else None
         if pclass.builtin_code not in (TABULAR_CODE, FINITE_CODE):
             raise ValueError(f"offline learners are implemented for the built-in classes only, not {pclass.name!r}")
         # all n pairs first (drawn block by block: the same stream as one draw of n rows), then one argmin
@@ -364,7 +369,7 @@ def run_learner(
         return RunResult(learner, eng.metrics, engine.METRIC_COLUMNS, view, arrays, env, beta,
                          float(optimal_value), eng.counters.copy(), float(final_value), store, state, eng)
 
-    capacity = min(rounds * plan.batch_size, max_pairs) if plan.mode == MODE_PAPER else 1
+    capacity = pair_capacity(n_contexts, n_leaves, learner, rounds)
     store = new_store(n_contexts, n_leaves, capacity)
     chunk = max(1, chunk_rounds // plan.batch_size)
     alpha_chunk = alpha_blocks.block(1, min(chunk, rounds))
