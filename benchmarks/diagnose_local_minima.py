@@ -29,7 +29,7 @@ from xposim import exact
 from xposim.envs import two_arm_lower_bound
 from xposim.envs import hidden_arm_bandit
 from xposim.learners import make_learner, run_learner
-from xposim.policies.base import SolverSettings
+from xposim.policies.solving import SolverSettings
 from xposim.reference.learners_numpy import scipy_argmin, tabular_objective
 
 

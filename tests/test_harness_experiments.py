@@ -170,7 +170,7 @@ def test_learner_experiment_identical_for_one_and_two_workers(tmp_path):
 @pytest.mark.parametrize("name", ["separation", "coverage", "reward_range", "practice"])
 def test_champion_starts_setting_reaches_bonus_cells_only_and_keeps_default_cell_ids(name):
     from xposim.harness.experiments import common
-    from xposim.policies.base import SolverSettings
+    from xposim.policies.solving import SolverSettings
 
     experiment = get_experiment(name)
     default = experiment.points(experiment.settings(False, {}))

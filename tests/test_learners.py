@@ -22,7 +22,7 @@ from xposim.learners import (
 )
 from xposim.learners import engine
 from xposim.policies import SolverSettings, TabularClass
-from xposim.policies import tabular
+from xposim.policies import solving, tabular
 from xposim.reference.learners_numpy import reference_run
 
 BANDIT = random_token_mdp(1, 6, 1, seed=1)
@@ -171,24 +171,8 @@ def test_engine_matches_numpy_scipy_reference_loop():
 
 
 class PythonTabular(TabularClass):
-    """The tabular class driven through the generic (Python-level) loop: tests the plug-in interface."""
-
-    builtin_code = None
-
-    def create_state(self, env, arrays, beta, settings, restart_pool=None):
-        state = super().create_state(env, arrays, beta, settings, restart_pool=restart_pool)
-        return state, tabular.new_workspace(env.n_leaves, 4096, settings.dense_limit), arrays.leaf_logref
-
-    def initial_view(self, arrays, state):
-        return super().initial_view(arrays, state[0])
-
-    def solve(self, problem, state, view, contexts, **kwargs):
-        tab, ws, logref = state
-        tabular.tabular_solve(tab, view, logref, problem, ws, contexts)
-
-    def gradient_step(self, problem, state, view, batch):
-        tab, ws, logref = state
-        tabular.tabular_gradient_step(tab, view, logref, problem, ws, *batch)
+    """The tabular class through the generic (Python-level) loop: a subclass has no fused loop, so the
+    runner calls the interface (``create_state``, ``solver_workspace``, ``solve``, ``gradient_step``)."""
 
 
 @pytest.mark.parametrize("name", ["xpo", "selm", "xpo_trl", "copo"])
@@ -316,10 +300,10 @@ def test_multistart_reports_and_never_worsens_the_objective():
     env = random_token_mdp(1, 10, 1, seed=2)
     plain = run_learner(env, make_learner("xpo", alpha=0.05), 0.1, 200, seed=1)
     multi = run_learner(env, make_learner("xpo", alpha=0.05, solver=SolverSettings(restarts=3)), 0.1, 200, seed=1)
-    assert plain.counters[tabular.COUNTER_DISAGREEMENTS] == 0
-    assert multi.counters[tabular.COUNTER_SOLVES] == 200
-    assert multi.counters[tabular.COUNTER_DISAGREEMENTS] >= multi.counters[tabular.COUNTER_IMPROVED]
-    assert multi.metrics[-1, engine.METRIC_COLUMNS.index("solver_disagreements")] == multi.counters[tabular.COUNTER_DISAGREEMENTS]
+    assert plain.counters[solving.COUNTER_DISAGREEMENTS] == 0
+    assert multi.counters[solving.COUNTER_SOLVES] == 200
+    assert multi.counters[solving.COUNTER_DISAGREEMENTS] >= multi.counters[solving.COUNTER_IMPROVED]
+    assert multi.metrics[-1, engine.METRIC_COLUMNS.index("solver_disagreements")] == multi.counters[solving.COUNTER_DISAGREEMENTS]
 
 
 def test_chunking_and_relabeling_do_not_change_numbers():

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from xposim.testing import PolicyClassContract
 from xposim import exact
 from xposim.envs import random_token_mdp, two_arm_lower_bound
 from xposim.learners import make_learner, run_learner
@@ -105,3 +106,13 @@ def test_validation_errors():
     fc = FiniteClass(np.tile(env.ref_probs, (2, 1, 1, 1)))
     with pytest.raises(ValueError, match="trl"):
         run_learner(env, make_learner("xpo", mode="trl"), 0.1, 5, policy_class=fc)
+
+
+class TestFiniteClassContract(PolicyClassContract):
+    """The interface contract (xposim.testing) on the finite class: fused loop and the generic loop agree."""
+
+    def make_env(self):
+        return random_token_mdp(2, 3, 2, seed=4)
+
+    def make_policy_class(self):
+        return FiniteClass(random_policies(self.make_env(), 5, seed=9))

@@ -6,6 +6,7 @@ import pytest
 from scipy.optimize import minimize
 from scipy.special import logsumexp
 
+from xposim.testing import PolicyClassContract
 from xposim import exact
 from xposim.envs import linear_bandit, linear_token_mdp, random_token_mdp
 from xposim.losses.kinds import (
@@ -15,7 +16,10 @@ from xposim.losses.kinds import (
     PAIR_IPO,
 )
 from xposim.policies import loglinear as ll
-from xposim.policies.base import SolverSettings, env_arrays, new_store, store_add_pair, view_context_stats
+from xposim.policies.arrays import env_arrays
+from xposim.policies.solving import SolverSettings
+from xposim.policies.store import new_store, store_add_pair
+from xposim.policies.view import view_context_stats
 from xposim.policies.leaf_data import (
     LossParameters,
     expand_uniforms,
@@ -357,11 +361,12 @@ def test_validation_errors():
     with pytest.raises(ValueError, match="bound must be given"):
         ll.LogLinearClass().validate(random_token_mdp(1, 2, 2, seed=0, feature_dim=3))
     env = linear_bandit(3, 4, seed=0)
-    with pytest.raises(ValueError, match="restart_pool"):
+    with pytest.raises(ValueError, match="rng must be a numpy.random.Generator when settings.restarts = 2"):
         ll.LogLinearClass().create_state(env, env_arrays(env), 0.5, SolverSettings(restarts=2))
-    with pytest.raises(ValueError, match="restart_pool"):
-        ll.LogLinearClass().create_state(env, env_arrays(env), 0.5, SolverSettings(restarts=2),
-                                         restart_pool=np.zeros((3, 5)))
+    with pytest.raises(ValueError, match="rng must be"):
+        ll.LogLinearClass().create_state(env, env_arrays(env), 0.5, SolverSettings(restarts=2), rng=7)
+    with pytest.raises(ValueError, match="champion_starts=True applies to the tabular class only"):
+        ll.LogLinearClass().create_state(env, env_arrays(env), 0.5, SolverSettings(champion_starts=True))
     with pytest.raises(ValueError, match="beta"):
         ll.LogLinearClass().create_state(env, env_arrays(env), 0.0, SolverSettings())
     # narrow pools are expanded deterministically; wide pools are used as they are
@@ -407,3 +412,13 @@ def test_engine_iterate_is_log_linear_inside_the_ball():
     coef, *_ = np.linalg.lstsq(design, diff, rcond=None)
     np.testing.assert_allclose(design @ coef, diff, atol=1e-8)  # the iterate is log-linear in phi
     assert np.linalg.norm(coef[:-1] * 0.2) <= np.linalg.norm(env.reward_parameter) * (1 + 1e-9)
+
+
+class TestLogLinearClassContract(PolicyClassContract):
+    """The interface contract (xposim.testing) on the log-linear class (generic loop)."""
+
+    def make_env(self):
+        return linear_bandit(3, 6, seed=1, n_contexts=2)
+
+    def make_policy_class(self):
+        return ll.LogLinearClass()

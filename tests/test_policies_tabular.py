@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 
+from xposim.testing import PolicyClassContract
 from xposim.envs import random_token_mdp
 from xposim.exact import trajectory_logprobs
 from xposim.losses.kinds import (
@@ -20,7 +21,8 @@ from xposim.losses.kinds import (
     PAIR_DPO,
     PAIR_IPO,
 )
-from xposim.policies import base, tabular
+from xposim.policies import arrays as policy_arrays, segment_tree, solving, tabular, view as policy_view
+from xposim.policies.tabular import newton as tabular_newton, objective as tabular_objective_kernels
 from xposim.reference.learners_numpy import BONUS_NAMES, PAIR_NAMES, scipy_argmin, tabular_objective
 
 KINDS = [
@@ -73,7 +75,7 @@ def test_kernel_objective_matches_numpy_reference(pair_kind, param, bonus_kind, 
     ref_value, ref_grad = numpy_objective(ws, n, k, 5, v, pair_kind, param, bonus_kind, alpha, beta)
     assert value == pytest.approx(ref_value, rel=1e-12, abs=1e-12)
     np.testing.assert_allclose(ws.grad[:n], ref_grad, rtol=1e-10, atol=1e-12)
-    assert tabular._objective_value(n, k, v, ws, 5, pair_kind, param, bonus_kind, alpha, beta) == pytest.approx(value, rel=1e-14)
+    assert tabular.objective_value(n, k, v, ws, 5, pair_kind, param, bonus_kind, alpha, beta) == pytest.approx(value, rel=1e-14)
     # the gradient sums to 0: f -> f + c leaves pi_f unchanged
     assert abs(ws.grad[:n].sum()) < 1e-12
 
@@ -86,13 +88,13 @@ def test_hessian_matches_finite_differences(pair_kind, param, bonus_kind, alpha)
     v = np.zeros(ws.v.shape[0])
     v[:n] = rng.random(n)
     _, s_total = tabular.context_objective(n, k, v, ws, 7, pair_kind, param, bonus_kind, alpha, beta)
-    s_curv = tabular._curvature(n, k, ws, 7, pair_kind, param, bonus_kind, alpha, beta)
+    s_curv = tabular_objective_kernels._curvature(n, k, ws, 7, pair_kind, param, bonus_kind, alpha, beta)
     hess = np.zeros((n, n))
     out = np.zeros(ws.v.shape[0])
     for j in range(n):
         z = np.zeros(ws.v.shape[0])
         z[j] = 1.0
-        tabular._hessian_vector(n, ws, 7, s_total, s_curv, beta, z, out)
+        tabular_objective_kernels._hessian_vector(n, ws, 7, s_total, s_curv, beta, z, out)
         hess[:, j] = out[:n]
     numeric = np.zeros((n, n))
     h = 1e-6
@@ -108,13 +110,13 @@ def test_hessian_matches_finite_differences(pair_kind, param, bonus_kind, alpha)
     assert np.abs(hess.sum(axis=1)).max() < 1e-10  # global shift is a null direction
     # the dense assembly on the free set gives the Newton direction of the same matrix
     tabular.context_objective(n, k, v, ws, 7, pair_kind, param, bonus_kind, alpha, beta)
-    tabular._curvature(n, k, ws, 7, pair_kind, param, bonus_kind, alpha, beta)
+    tabular_objective_kernels._curvature(n, k, ws, 7, pair_kind, param, bonus_kind, alpha, beta)
     free = [0, 2, 3]
     ws.position[:n] = -1
     for i, j in enumerate(free):
         ws.position[j] = i
         ws.free_index[i] = j
-    status = tabular._dense_newton_direction(len(free), ws, 7, s_total, s_curv, beta)
+    status = tabular_newton._dense_newton_direction(len(free), ws, 7, s_total, s_curv, beta)
     sub = hess[np.ix_(free, free)]
     if status == 1 and np.linalg.eigvalsh(sub).min() > 1e-6:
         np.testing.assert_allclose(sub @ ws.direction[free], -ws.grad[free], atol=1e-7)
@@ -256,36 +258,36 @@ def test_segment_tree_matches_numpy():
     rng = np.random.default_rng(0)
     values = np.log(rng.random(13))
     values[4] = -np.inf
-    tree = np.empty(2 * base.tree_size(13))
-    base.tree_build(tree, values)
+    tree = np.empty(2 * segment_tree.tree_size(13))
+    segment_tree.tree_build(tree, values)
     assert tree[1] == pytest.approx(logsumexp(values), rel=1e-13)
     for lo, hi in [(0, 13), (2, 9), (5, 6), (4, 5), (7, 7)]:
         expected = logsumexp(values[lo:hi]) if hi > lo and np.any(values[lo:hi] > -np.inf) else -np.inf
-        assert base.tree_range(tree, lo, hi) == pytest.approx(expected, rel=1e-13)
-    base.tree_remove(tree, 3)
+        assert segment_tree.tree_range(tree, lo, hi) == pytest.approx(expected, rel=1e-13)
+    segment_tree.tree_remove(tree, 3)
     values[3] = -np.inf
     assert tree[1] == pytest.approx(logsumexp(values), rel=1e-13)
     probs = np.exp(values - logsumexp(values))
     counts = np.zeros(13)
     grid = (np.arange(2000) + 0.5) / 2000
     for u in grid:
-        counts[base.tree_sample(tree, u)] += 1
+        counts[segment_tree.tree_sample(tree, u)] += 1
     np.testing.assert_allclose(counts / 2000, probs, atol=1.5 / 2000)
     assert counts[3] == 0 and counts[4] == 0
 
 
 def small_view(seed=1):
     env = random_token_mdp(2, 3, 2, seed=seed)
-    arrays = base.env_arrays(env)
-    view = base.new_view(arrays)
+    arrays = policy_arrays.env_arrays(env)
+    view = policy_view.new_view(arrays)
     rng = np.random.default_rng(seed)
     for x in range(2):
         for leaf in rng.choice(9, 4, replace=False):
-            slot, created = base.view_create_slot(view, arrays.leaf_logref, x, int(leaf))
+            slot, created = policy_view.view_create_slot(view, arrays.leaf_logref, x, int(leaf))
             assert created
             view.slot_logw[x, slot] += rng.normal()
         view.rest_logscale[x] = 0.7
-        base.view_normalize(view, x)
+        policy_view.view_normalize(view, x)
     return env, arrays, view
 
 
@@ -294,25 +296,25 @@ def test_view_probabilities_stats_and_sampling():
     env, arrays, view = small_view()
     beta = 0.3
     table = np.empty((2, 9))
-    base.view_leaf_logprobs_into(view, arrays, table)
+    policy_view.view_leaf_logprobs_into(view, arrays, table)
     np.testing.assert_allclose(np.exp(table).sum(axis=1), 1.0, atol=1e-13)
     for x in range(2):
         p = np.exp(table[x])
         reward = float(np.sum(p * arrays.leaf_reward[x]))
         kl = float(np.sum(p * (table[x] - arrays.leaf_logref[x])))
-        value, r, k = base.view_context_stats(view, arrays, beta, x)
+        value, r, k = policy_view.view_context_stats(view, arrays, beta, x)
         assert r == pytest.approx(reward, abs=1e-13)
         assert k == pytest.approx(kl, abs=1e-13)
         assert value == pytest.approx(reward - beta * kl, abs=1e-13)
         for leaf in range(9):
-            assert base.view_leaf_logprob(view, arrays.leaf_logref, x, leaf) == pytest.approx(table[x, leaf], abs=1e-13)
+            assert policy_view.view_leaf_logprob(view, arrays.leaf_logref, x, leaf) == pytest.approx(table[x, leaf], abs=1e-13)
         counts = np.zeros(9)
         counts_t = np.zeros(9)
         scratch = np.zeros(3)
         grid = (np.arange(3000) + 0.5) / 3000
         for u in grid:
-            counts[base.view_sample(view, x, u)] += 1
-            counts_t[base.view_sample_tempered(view, x, u, 1.0, 3, 2, scratch)] += 1
+            counts[policy_view.view_sample(view, x, u)] += 1
+            counts_t[policy_view.view_sample_tempered(view, x, u, 1.0, 3, 2, scratch)] += 1
         np.testing.assert_allclose(counts / 3000, p, atol=2.5 / 3000)
         np.testing.assert_allclose(counts_t / 3000, p, atol=2 * 2.5 / 3000)
 
@@ -321,16 +323,16 @@ def test_view_probabilities_stats_and_sampling():
 def test_greedy_path_and_token_policy_roundtrip():
     env, arrays, view = small_view(seed=4)
     table = np.empty((2, 9))
-    base.view_leaf_logprobs_into(view, arrays, table)
+    policy_view.view_leaf_logprobs_into(view, arrays, table)
     log_policy = np.empty(env.ref_probs.shape)
-    base.token_log_policy_from_leaf_logprobs(table, 3, env.n_states, log_policy)
+    policy_view.token_log_policy_from_leaf_logprobs(table, 3, env.n_states, log_policy)
     np.testing.assert_allclose(trajectory_logprobs(env, np.exp(log_policy)), table, atol=1e-12)
     scratch = np.zeros(3)
     for x in range(2):
         # greedy: argmax token at the root, then argmax token at the chosen child (ties to the lowest)
         first = int(np.argmax(log_policy[x, 0]))
         second = int(np.argmax(log_policy[x, 1 + first]))
-        assert base.view_sample_tempered(view, x, 0.3, 0.0, 3, 2, scratch) == 3 * first + second
+        assert policy_view.view_sample_tempered(view, x, 0.3, 0.0, 3, 2, scratch) == 3 * first + second
 
 
 def _load_local_minima_diagnostic():
@@ -383,7 +385,7 @@ def test_champion_starts_reach_the_lowest_objective_the_warm_start_misses():
     env = hidden_arm_bandit(6, 1 / 6)
     above = {False: 0, True: 0}
     for champion in (False, True):
-        learner = make_learner("xpo", alpha=0.01, solver=base.SolverSettings(champion_starts=champion))
+        learner = make_learner("xpo", alpha=0.01, solver=solving.SolverSettings(champion_starts=champion))
         for seed in range(4):
             result = run_learner(env, learner, 0.05, 60, checkpoints=[60], seed=seed)
             gap, scale = _reference_minimum_gap(result, diagnostic, seed)
@@ -397,9 +399,48 @@ def test_champion_starts_are_a_tabular_setting():
     from xposim.learners import make_learner, run_learner
 
     env = linear_bandit(2, 4, seed=0)
-    learner = make_learner("xpo", alpha=0.01, solver=base.SolverSettings(champion_starts=True))
+    learner = make_learner("xpo", alpha=0.01, solver=solving.SolverSettings(champion_starts=True))
     for policy_class in ("loglinear", "token_logit"):
         with pytest.raises(ValueError, match="champion_starts=True applies to the tabular class only"):
             run_learner(env, learner, 0.1, 5, policy_class=policy_class)
     with pytest.raises(ValueError, match="champion_starts must be True or False"):
-        base.SolverSettings(champion_starts="yes")
+        solving.SolverSettings(champion_starts="yes")
+
+
+class TestTabularClassContract(PolicyClassContract):
+    """The interface contract (xposim.testing) on the tabular class: fused loop and the generic loop agree."""
+
+    def make_env(self):
+        return random_token_mdp(2, 3, 2, seed=3)
+
+    def make_policy_class(self):
+        return tabular.TabularClass()
+
+
+def test_the_contract_catches_a_broken_class():
+    """The mixin's checks can fail: a class that starts away from pi_ref, and one that never counts a solve."""
+
+    class StartsElsewhere(tabular.TabularClass):
+        def initial_view(self, arrays, state):
+            view = super().initial_view(arrays, state)
+            view.rest_logscale[0] += 0.0  # unchanged weights, but a wrong partition function:
+            view.log_partition[0] += 0.5
+            return view
+
+    class NeverCounts(tabular.TabularClass):
+        def solve(self, problem, state, view, contexts, workspace=None):
+            before = problem.counters.copy()
+            super().solve(problem, state, view, contexts, workspace)
+            problem.counters[:] = before
+
+    class Check(PolicyClassContract):
+        make_env = TestTabularClassContract.make_env
+
+    starts_elsewhere = Check()
+    starts_elsewhere.make_policy_class = StartsElsewhere
+    with pytest.raises(AssertionError):
+        starts_elsewhere.test_first_iterate_is_the_reference_policy()
+    never_counts = Check()
+    never_counts.make_policy_class = NeverCounts
+    with pytest.raises(AssertionError, match="never counted a solve"):
+        never_counts.test_iterates_are_distributions_and_metrics_finite()

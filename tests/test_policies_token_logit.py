@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from xposim.testing import PolicyClassContract
 from xposim import exact
 from xposim.envs import TokenMDP, random_token_mdp
 from xposim.losses.kinds import (
@@ -13,7 +14,9 @@ from xposim.losses.kinds import (
     PAIR_IPO,
 )
 from xposim.policies import token_logit as tl
-from xposim.policies.base import SolverSettings, env_arrays, view_context_stats
+from xposim.policies.arrays import env_arrays
+from xposim.policies.solving import SolverSettings
+from xposim.policies.view import view_context_stats
 from xposim.policies.leaf_data import LossParameters, make_leaf_data
 from xposim.reference.token_logit_numpy import (
     box_projected_gradient_numpy,
@@ -267,11 +270,12 @@ def test_validation_errors():
     with pytest.raises(ValueError, match="half-spread of log pi_ref"):
         tl.TokenLogitClass(bound=0.5 * spread.max()).validate(env)
     tl.TokenLogitClass(bound=spread.max()).validate(env)
-    with pytest.raises(ValueError, match="restart_pool"):
+    with pytest.raises(ValueError, match="rng must be a numpy.random.Generator when settings.restarts = 1"):
         tl.TokenLogitClass(bound=5.0).create_state(env, env_arrays(env), 0.5, SolverSettings(restarts=1))
-    with pytest.raises(ValueError, match="restart_pool must hold uniforms"):
-        tl.TokenLogitClass(bound=5.0).create_state(env, env_arrays(env), 0.5, SolverSettings(restarts=1),
-                                                   restart_pool=np.full((1, 10), 2.0))
+    state = tl.TokenLogitClass(bound=5.0).create_state(env, env_arrays(env), 0.5, SolverSettings(restarts=2),
+                                                       rng=np.random.default_rng(0))
+    assert state.starts.shape == (2, state.z.shape[1] * state.z.shape[2])
+    assert np.all((state.starts >= 0.0) & (state.starts < 1.0))
 
 
 # ----------------------------------------------------------------------------- under the learner engine
@@ -306,3 +310,13 @@ def test_engine_iterate_is_a_token_softmax_inside_the_box():
     spread = logp.max(axis=2) - logp.min(axis=2)
     assert spread.max() <= 2 * bound + 1e-9
     assert np.abs(policy - env.ref_probs).max() > 1e-3  # it learned something
+
+
+class TestTokenLogitClassContract(PolicyClassContract):
+    """The interface contract (xposim.testing) on the token-logit class (generic loop)."""
+
+    def make_env(self):
+        return env_with_zero_reference()
+
+    def make_policy_class(self):
+        return tl.TokenLogitClass(bound=5.0)

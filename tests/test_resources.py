@@ -124,10 +124,10 @@ def test_fresh_cache_is_detected_and_announced_once(tmp_path, monkeypatch, capsy
     import subprocess
     import sys
 
-    from xposim.learners import engine, runner
+    from xposim.learners import fused, runner
     from xposim.policies import TabularClass
 
-    if not hasattr(engine.run_rounds_tabular, "signatures"):
+    if not hasattr(fused.run_rounds_tabular, "signatures"):
         pytest.skip("numba JIT disabled in this process")
     code = ("from xposim.learners.runner import kernels_need_compiling;"
             "from xposim.policies import TabularClass; print(kernels_need_compiling(TabularClass()))")

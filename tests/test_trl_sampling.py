@@ -9,7 +9,7 @@ import pytest
 import xposim as xs
 from xposim.learners import make_learner, run_learner
 from xposim.learners.runner import tempered_reference_cdf
-from xposim.policies.base import env_arrays
+from xposim.policies.arrays import env_arrays
 
 
 def _brute_force_tempered(env, temperature):

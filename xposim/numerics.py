@@ -12,6 +12,8 @@ import numpy as np
 from numba import njit
 
 NEG_INF = -math.inf
+#: Largest float64 strictly below 1 (inverse-CDF draws are clipped to it).
+ONE_MINUS = 1.0 - 2.0**-53
 
 
 @njit(cache=True)

@@ -16,7 +16,7 @@ import numpy as np
 
 from xposim.losses.kinds import BONUS_NONE, bonus_kind, pair_kind
 from xposim.oracles import Argmax, BradleyTerry, PreferenceOracle, Probit, make_oracle
-from xposim.policies.base import SolverSettings
+from xposim.policies.solving import SolverSettings
 from xposim.validation import check_int, check_nonnegative, check_positive
 
 # ----------------------------------------------------------------------------- plan codes

@@ -14,7 +14,7 @@ Randomness: the caller draws ``UNIFORMS_PER_PAIR * B`` uniforms per round in Pyt
 ``numpy.random.Generator`` (PCG64) per run and passes them in: results are identical bit for bit
 with and without numba, and for any number of workers. Every draw is an inverse-CDF lookup.
 
-Exact metrics (trajectory level, from the :class:`~xposim.policies.base.IterateView`):
+Exact metrics (trajectory level, from the :class:`~xposim.policies.view.IterateView`):
 ``J_beta(pi^(t))`` every round (``O(n_slots)`` for the contexts that changed), hence the
 cumulative regret ``sum_{s<=t} B (J* - J(pi^(s)))`` over the played iterates and the best
 iterate; at checkpoints the average iterate (uniform mixture of the played iterates
@@ -47,30 +47,18 @@ from xposim.learners.config import (
 )
 from xposim.losses.kinds import BONUS_COPO, BONUS_NONE
 from xposim.oracles import first_wins_code
-from xposim.policies.base import (
-    NEG_INF,
-    ONE_MINUS,
-    EnvArrays,
+from xposim.numerics import NEG_INF, ONE_MINUS
+from xposim.policies.arrays import EnvArrays
+from xposim.policies.segment_tree import tree_sample
+from xposim.policies.store import PairStore, store_add_pair
+from xposim.policies.view import (
     IterateView,
-    PairStore,
-    store_add_pair,
-    tree_sample,
     view_context_stats,
     view_create_slot,
     view_sample,
     view_sample_tempered,
 )
-from xposim.policies.finite import FiniteState, finite_solve
-from xposim.policies.tabular import (
-    COUNTER_DISAGREEMENTS,
-    COUNTER_FAILURES,
-    COUNTER_SOLVES,
-    SolveProblem,
-    TabularState,
-    Workspace,
-    tabular_gradient_step,
-    tabular_solve,
-)
+from xposim.policies.solving import COUNTER_DISAGREEMENTS, COUNTER_FAILURES, COUNTER_SOLVES, SolveProblem
 
 # metric columns of the checkpoint table: the vocabulary's metrics, then the internal solve counter
 METRIC_COLUMNS = columns.METRIC_COLUMNS + ("solves",)
@@ -442,26 +430,7 @@ def end_round(t: int, arrays: EnvArrays, plan, view: IterateView, eng: EngineSta
         eng.next_checkpoint[0] = row + 1
 
 
-# ============================================================================ fused loops
-@njit(cache=True, nogil=True)
-def run_rounds_tabular(first_round: int, uniforms: np.ndarray, arrays: EnvArrays, plan, consts,
-                       alpha_chunk: np.ndarray, view: IterateView, eng: EngineState, store: PairStore,
-                       state: TabularState, ws: Workspace) -> None:
-    """Rounds ``first_round .. first_round + len(uniforms) - 1`` of a learner on the tabular class
-    (``alpha_chunk[i]`` is the bonus weight of round ``first_round + i``)."""
-    for i in range(uniforms.shape[0]):
-        t = first_round + i
-        problem = begin_round(t, uniforms[i], arrays, plan, alpha_chunk[i], view, eng, store, True, consts)
-        if plan.mode == MODE_PAPER:
-            # Alg.1 line: pi^(t+1) = argmin_pi alpha sum log pi(tau~) + L_DPO(pi; D)
-            tabular_solve(state, view, arrays.leaf_logref, problem, ws, eng.solve_mask)
-        else:
-            tabular_gradient_step(state, view, arrays.leaf_logref, problem, ws, eng.batch_context,
-                                  eng.batch_chosen, eng.batch_rejected, eng.batch_bonus,
-                                  eng.batch_bonus_weight, plan.batch_size, plan.learning_rate)
-        end_round(t, arrays, plan, view, eng, consts)
-
-
+# ============================================================================ offline data
 @njit(cache=True, nogil=True)
 def collect_offline_pairs(first: int, uniforms: np.ndarray, arrays: EnvArrays, plan, view: IterateView,
                           eng: EngineState, store: PairStore, any_data: np.ndarray) -> None:
@@ -471,42 +440,3 @@ def collect_offline_pairs(first: int, uniforms: np.ndarray, arrays: EnvArrays, p
         play_round(first + i, uniforms[i], arrays, plan, view, eng, store)
         for x in range(any_data.shape[0]):
             any_data[x] = any_data[x] or eng.touched[x]
-
-
-@njit(cache=True, nogil=True)
-def solve_offline_tabular(arrays: EnvArrays, plan, consts, view: IterateView, eng: EngineState,
-                          store: PairStore, state: TabularState, ws: Workspace, any_data: np.ndarray) -> None:
-    """Offline learners on the tabular class: one argmin of every context with data."""
-    problem = SolveProblem(store, eng.bonus_count, eng.bonus_weight, eng.loss_ref_logp, plan.pair_kind,
-                           plan.pair_param, plan.bonus_kind, 0.0, consts.beta, eng.changed, eng.counters,
-                           eng.batch_context, eng.batch_chosen, eng.batch_rejected, eng.batch_bonus, 0, False)
-    tabular_solve(state, view, arrays.leaf_logref, problem, ws, any_data)
-    refresh_values(arrays, view, eng, consts.beta, np.bool_(True))
-
-
-@njit(cache=True, nogil=True)
-def run_rounds_finite(first_round: int, uniforms: np.ndarray, arrays: EnvArrays, plan, consts,
-                      alpha_chunk: np.ndarray, view: IterateView, eng: EngineState, store: PairStore,
-                      state: FiniteState) -> None:
-    """Rounds of a learner on the finite class (exact argmin by enumeration, paper mode only;
-    ``alpha_chunk[i]`` is the bonus weight of round ``first_round + i``)."""
-    recompute = plan.reference_mode == REFERENCE_PREVIOUS
-    for i in range(uniforms.shape[0]):
-        t = first_round + i
-        problem = begin_round(t, uniforms[i], arrays, plan, alpha_chunk[i], view, eng, store, False, consts)
-        # Alg.1 line: pi^(t+1) = argmin over the class (enumeration)
-        finite_solve(state, view, problem, eng.batch_context, eng.batch_chosen, eng.batch_rejected,
-                     eng.batch_bonus, plan.batch_size, eng.solve_mask, recompute)
-        end_round(t, arrays, plan, view, eng, consts)
-
-
-@njit(cache=True, nogil=True)
-def solve_offline_finite(arrays: EnvArrays, plan, consts, view: IterateView, eng: EngineState,
-                         store: PairStore, state: FiniteState, any_data: np.ndarray) -> None:
-    """Offline learners on the finite class: one argmin (enumeration) over all the pairs."""
-    problem = SolveProblem(store, eng.bonus_count, eng.bonus_weight, eng.loss_ref_logp, plan.pair_kind,
-                           plan.pair_param, plan.bonus_kind, 0.0, consts.beta, eng.changed, eng.counters,
-                           eng.batch_context, eng.batch_chosen, eng.batch_rejected, eng.batch_bonus, 0, False)
-    finite_solve(state, view, problem, eng.batch_context, eng.batch_chosen, eng.batch_rejected,
-                 eng.batch_bonus, 0, any_data, True)
-    refresh_values(arrays, view, eng, consts.beta, np.bool_(True))

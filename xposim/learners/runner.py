@@ -18,6 +18,7 @@ import numpy as np
 from xposim import exact
 from xposim.envs.token_mdp import TokenMDP
 from xposim.learners import engine
+from xposim.learners.fused import fused_loop_for
 from xposim.learners.config import (
     MODE_PAPER,
     SAMPLER_BEHAVIOUR,
@@ -25,18 +26,12 @@ from xposim.learners.config import (
     AlphaBlocks,
     LearnerConfig,
 )
-from xposim.policies.base import (
-    FINITE_CODE,
-    TABULAR_CODE,
-    EnvArrays,
-    IterateView,
-    PolicyClass,
-    env_arrays,
-    new_store,
-    token_log_policy_from_leaf_logprobs,
-    view_leaf_logprobs_into,
-)
-from xposim.policies.tabular import N_COUNTERS, TabularClass, new_workspace
+from xposim.policies.arrays import env_arrays, EnvArrays
+from xposim.policies.base import PolicyClass
+from xposim.policies.store import new_store
+from xposim.policies.view import IterateView, token_log_policy_from_leaf_logprobs, view_leaf_logprobs_into
+from xposim.policies.solving import N_COUNTERS
+from xposim.policies.tabular import TabularClass
 from xposim.resources import check_memory
 from xposim.seeding import SeedLike, as_seed_sequence
 from xposim.validation import check_int, check_positive
@@ -160,7 +155,7 @@ class RunResult:
     counters: np.ndarray
     final_value: float
     store: object = None
-    """The :class:`~xposim.policies.base.PairStore` of the run (all pairs; for inspection and tests)."""
+    """The :class:`~xposim.policies.store.PairStore` of the run (all pairs; for inspection and tests)."""
     class_state: object = None
     """The policy class's final state (e.g. :class:`~xposim.policies.tabular.TabularState`)."""
     engine_state: object = None
@@ -267,7 +262,8 @@ _ANNOUNCED = False
 def kernels_need_compiling(pclass: PolicyClass) -> bool:
     """Whether the fused round loop of ``pclass`` is neither compiled in this process nor in numba's
     on-disk cache (a fresh install: the first run compiles for about a minute). ``False`` when unsure."""
-    kernel = {TABULAR_CODE: engine.run_rounds_tabular, FINITE_CODE: engine.run_rounds_finite}.get(pclass.builtin_code)
+    loop = fused_loop_for(pclass)
+    kernel = getattr(loop, "run_rounds", None)
     if kernel is None or not hasattr(kernel, "signatures") or kernel.signatures:
         return False
     try:  # numba's cache index of the kernel (an internal path: any surprise means "unsure")
@@ -332,8 +328,7 @@ def run_learner(
     rng = np.random.Generator(np.random.PCG64(as_seed_sequence(seed)))
     n_contexts, n_leaves = arrays.leaf_logref.shape
     settings = learner.solver
-    restart_pool = rng.random((settings.restarts, n_leaves + 1))
-    state = pclass.create_state(env, arrays, beta, settings, restart_pool=restart_pool)
+    state = pclass.create_state(env, arrays, beta, settings, rng=rng)  # the class draws its restarts first
     view = pclass.initial_view(arrays, state)
     behaviour_cdf = _behaviour_cdf(env, learner, plan)
     eng = _new_engine_state(arrays, view, plan, checkpoints, behaviour_cdf,
@@ -345,9 +340,10 @@ def run_learner(
         n_pairs = learner.n_pairs if learner.n_pairs is not None else rounds
         capacity = pair_capacity(n_contexts, n_leaves, learner, rounds)
         store = new_store(n_contexts, n_leaves, capacity)
-        ws = new_workspace(n_leaves, capacity, settings.dense_limit) if pclass.builtin_code == TABULAR_CODE else None
-        if pclass.builtin_code not in (TABULAR_CODE, FINITE_CODE):
-            raise ValueError(f"offline learners are implemented for the built-in classes only, not {pclass.name!r}")
+        loop = fused_loop_for(pclass)
+        if loop is None:
+            raise ValueError(f"offline learners need a policy class with a fused loop (tabular, finite), not {pclass.name!r}")
+        workspace = pclass.solver_workspace(arrays, settings, capacity)
         # all n pairs first (drawn block by block: the same stream as one draw of n rows), then one argmin
         any_data = np.zeros(n_contexts, dtype=np.bool_)
         first = 1
@@ -355,10 +351,7 @@ def run_learner(
             n = min(chunk_rounds, n_pairs - first + 1)
             engine.collect_offline_pairs(first, rng.random((n, width)), arrays, plan, view, eng, store, any_data)
             first += n
-        if pclass.builtin_code == TABULAR_CODE:
-            engine.solve_offline_tabular(arrays, plan, consts, view, eng, store, state, ws, any_data)
-        else:
-            engine.solve_offline_finite(arrays, plan, consts, view, eng, store, state, any_data)
+        loop.solve_offline(arrays, plan, consts, view, eng, store, state, workspace, any_data)
         engine.record_metrics(0, 0, 1, arrays, view, eng, consts, True)
         row = eng.metrics[0].copy()
         for i, t in enumerate(checkpoints):
@@ -379,9 +372,8 @@ def run_learner(
     if checkpoints[0] == 0:
         engine.record_metrics(0, 0, plan.batch_size, arrays, view, eng, consts, False)
         eng.next_checkpoint[0] = 1
-    ws = None
-    if pclass.builtin_code == TABULAR_CODE:
-        ws = new_workspace(n_leaves, max(capacity, plan.batch_size), settings.dense_limit)
+    workspace = pclass.solver_workspace(arrays, settings, max(capacity, plan.batch_size))
+    loop = fused_loop_for(pclass)
     t = 1
     while t <= rounds:
         n = min(chunk, rounds - t + 1)
@@ -389,12 +381,11 @@ def run_learner(
         uniforms = rng.random((n, width))
         if t > 1:
             alpha_chunk = alpha_blocks.block(t, n)
-        if pclass.builtin_code == TABULAR_CODE:
-            engine.run_rounds_tabular(t, uniforms, arrays, plan, consts, alpha_chunk, view, eng, store, state, ws)
-        elif pclass.builtin_code == FINITE_CODE:
-            engine.run_rounds_finite(t, uniforms, arrays, plan, consts, alpha_chunk, view, eng, store, state)
+        if loop is not None:
+            loop.run_rounds(t, uniforms, arrays, plan, consts, alpha_chunk, view, eng, store, state, workspace)
         else:
-            _generic_rounds(pclass, t, uniforms, arrays, plan, consts, alpha_chunk, view, eng, store, state)
+            _generic_rounds(pclass, t, uniforms, arrays, plan, consts, alpha_chunk, view, eng, store, state,
+                            workspace)
         if on_chunk is not None:
             on_chunk(t, t + n - 1, time.perf_counter() - started)
         t += n
@@ -403,18 +394,18 @@ def run_learner(
 
 
 def _generic_rounds(pclass: PolicyClass, first_round: int, uniforms: np.ndarray, arrays, plan, consts, alpha_chunk,
-                    view, eng, store, state) -> None:
+                    view, eng, store, state, workspace) -> None:
     """The round loop for classes without a fused loop: jitted round logic, Python-level class update."""
     separable = bool(pclass.is_context_separable)
     for i in range(uniforms.shape[0]):
         t = first_round + i
         problem = engine.begin_round(t, uniforms[i], arrays, plan, alpha_chunk[i], view, eng, store, separable, consts)
         if plan.mode == MODE_PAPER:
-            pclass.solve(problem, state, view, eng.solve_mask)
+            pclass.solve(problem, state, view, eng.solve_mask, workspace=workspace)
         else:
             batch = (eng.batch_context, eng.batch_chosen, eng.batch_rejected, eng.batch_bonus,
                      eng.batch_bonus_weight, plan.batch_size, plan.learning_rate)
-            pclass.gradient_step(problem, state, view, batch)
+            pclass.gradient_step(problem, state, view, batch, workspace=workspace)
         engine.end_round(t, arrays, plan, view, eng, consts)
 
 

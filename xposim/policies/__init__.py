@@ -6,17 +6,11 @@
 * :class:`TokenLogitClass` — softmax logits per state, ``|z| <= B`` (damped projected Newton-CG on the box);
 * :class:`PolicyClass` — the interface new classes implement (see :mod:`xposim.policies.base`).
 """
-from xposim.policies.base import (
-    FINITE_CODE,
-    TABULAR_CODE,
-    IterateView,
-    PairStore,
-    PolicyClass,
-    SolverSettings,
-    env_arrays,
-    new_store,
-    new_view,
-)
+from xposim.policies.arrays import env_arrays
+from xposim.policies.base import PolicyClass
+from xposim.policies.solving import SolverSettings
+from xposim.policies.store import new_store, PairStore
+from xposim.policies.view import IterateView, new_view
 from xposim.policies.finite import FiniteClass
 from xposim.policies.loglinear import LogLinearClass
 from xposim.policies.tabular import TabularClass
@@ -34,6 +28,4 @@ __all__ = [
     "env_arrays",
     "new_view",
     "new_store",
-    "TABULAR_CODE",
-    "FINITE_CODE",
 ]

@@ -32,17 +32,10 @@ from xposim.envs.token_mdp import TokenMDP
 from xposim.losses.bonus import bonus_loss
 from xposim.losses.kinds import BONUS_NONE
 from xposim.losses.pair import pair_loss
-from xposim.policies.base import (
-    FINITE_CODE,
-    EnvArrays,
-    IterateView,
-    PolicyClass,
-    SolverSettings,
-    new_view,
-    view_create_slot,
-    view_normalize,
-)
-from xposim.policies.tabular import COUNTER_SOLVES, SolveProblem
+from xposim.policies.arrays import EnvArrays
+from xposim.policies.base import PolicyClass
+from xposim.policies.view import IterateView, new_view, view_create_slot, view_normalize
+from xposim.policies.solving import COUNTER_SOLVES, SolveProblem, SolverSettings, draw_restart_uniforms
 
 FiniteState = namedtuple(
     "FiniteState",
@@ -184,7 +177,6 @@ class FiniteClass(PolicyClass):
     """
 
     name = "finite"
-    builtin_code = FINITE_CODE
     is_context_separable = False
     supports_gradient_steps = False
 
@@ -241,7 +233,11 @@ class FiniteClass(PolicyClass):
         self.leaf_logprobs(env)
 
     def create_state(self, env: TokenMDP, arrays: EnvArrays, beta: float, settings: SolverSettings,
-                     restart_pool: np.ndarray | None = None) -> FiniteState:
+                     rng: np.random.Generator | None = None) -> FiniteState:
+        """Objectives at zero, no current member (``pi^(1) = pi_ref``). The argmin is exact, so the random
+        starts drawn from ``rng`` (the same block as every class, keeping a run's later draws class-independent)
+        are not used."""
+        draw_restart_uniforms(rng, settings, arrays.leaf_logref.shape[1])
         logp = self.leaf_logprobs(env)
         n, nc, n_leaves = logp.shape
         return FiniteState(
@@ -261,8 +257,12 @@ class FiniteClass(PolicyClass):
         _create_all_slots(view, arrays.leaf_logref)  # slot s = leaf s; weights = log pi_ref
         return view
 
-    def solve(self, problem, state, view, contexts, **kwargs) -> None:
-        raise ValueError("FiniteClass runs in the engine's fused loop only (builtin_code = FINITE_CODE)")
+    def solve(self, problem: SolveProblem, state: FiniteState, view: IterateView, contexts: np.ndarray,
+              workspace=None) -> None:
+        """Add the round's data to every member's objective and move to the argmin (:func:`finite_solve`);
+        the contexts whose loss reference drifted (SELM) are recomputed from all their data."""
+        finite_solve(state, view, problem, problem.batch_context, problem.batch_chosen, problem.batch_rejected,
+                     problem.batch_bonus, problem.n_batch, contexts, bool(problem.reference_drift))
 
     def describe(self) -> dict:
         return {"policy_class": self.name, "class_size": self.size}

@@ -1,6 +1,6 @@
 """Leaf-indexed snapshot of the preference data and bonus samples, grouped by context (CSR).
 
-The learner engine keeps the data in slot coordinates (:class:`xposim.policies.base.PairStore`
+The learner engine keeps the data in slot coordinates (:class:`xposim.policies.store.PairStore`
 and per-slot bonus counts). The parametric classes (:mod:`xposim.policies.loglinear`,
 :mod:`xposim.policies.token_logit`) evaluate their objective many times per solve, so they first
 copy the data of the contexts being solved into this flat, leaf-indexed layout:
@@ -19,7 +19,7 @@ reference drift (SELM: the previous iterate); the engine keeps it per slot
 ``sum_i pair_weight[i] * pair_loss(l(chosen_i), l(rejected_i)) + sum_j bonus_count[j] *
 bonus_loss(log pi(leaf_j), log pi_ref_loss(leaf_j))`` with ``l = log pi - log pi_ref_loss``;
 its number of terms (``sum pair_weight + sum bonus_count``) scales the stopping rule of
-:class:`xposim.policies.base.SolverSettings`.
+:class:`xposim.policies.solving.SolverSettings`.
 """
 from __future__ import annotations
 
@@ -31,7 +31,9 @@ from numba import njit
 
 from xposim.losses.kinds import BONUS_NONE
 from xposim.numerics import NEG_INF
-from xposim.policies.base import EnvArrays, IterateView, PairStore, new_view, view_normalize
+from xposim.policies.arrays import EnvArrays
+from xposim.policies.store import PairStore
+from xposim.policies.view import IterateView, new_view, view_normalize
 
 LeafData = namedtuple(
     "LeafData",
@@ -294,7 +296,8 @@ def batch_leaf_data(problem: Any, view: IterateView, batch: Any, learning_rate: 
 def expand_uniforms(pool: np.ndarray, width: int) -> np.ndarray:
     """Rows of ``width`` uniforms in ``[0, 1)`` from the engine's restart pool ``(restarts, m)``.
 
-    The engine draws the pool once per run with shape ``(restarts, n_leaves + 1)``; a class that
+    The class draws the pool once per run with shape ``(restarts, n_leaves + 1)``
+    (:func:`~xposim.policies.solving.draw_restart_uniforms`); a class that
     needs ``width`` numbers per start uses the first ``width`` columns when ``m >= width``, else a
     generator seeded (:mod:`xposim.seeding`) by the bits of the row, so the starts stay a
     deterministic function of the run's seed.
@@ -315,27 +318,9 @@ def expand_uniforms(pool: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
-def checked_restart_pool(restart_pool, settings) -> np.ndarray | None:
-    """The engine's pool of uniforms for multi-start, validated against ``settings.restarts``.
-
-    ``None`` is allowed only when ``settings.restarts == 0``; otherwise the pool must be a 2-d array
-    with one row per restart (a class widens rows with :func:`expand_uniforms` as it needs).
-    ``settings.champion_starts`` is refused: the classes that use this pool have no champion
-    points (it is a tabular-class setting).
-    """
+def refuse_champion_starts(settings) -> None:
+    """``settings.champion_starts`` is a tabular-class setting: the classes that draw their starts
+    with :func:`expand_uniforms` have no champion points."""
     if getattr(settings, "champion_starts", False):
         raise ValueError("champion_starts=True applies to the tabular class only; use restarts=N with this "
                          "policy class")
-    if restart_pool is None:
-        if settings.restarts > 0:
-            raise ValueError(
-                f"restart_pool of shape (restarts, m) = ({settings.restarts}, m) is needed "
-                f"when settings.restarts = {settings.restarts} > 0"
-            )
-        return None
-    pool = np.asarray(restart_pool, dtype=np.float64)
-    if pool.ndim != 2 or pool.shape[0] != settings.restarts:
-        raise ValueError(
-            f"restart_pool must have shape (restarts, m) with restarts = {settings.restarts}, got {pool.shape}"
-        )
-    return pool

@@ -68,9 +68,10 @@ from xposim.losses.bonus import bonus_loss, bonus_loss_hessian
 from xposim.losses.kinds import BONUS_NONE
 from xposim.losses.pair import pair_loss, pair_loss_hessian
 from xposim.numerics import NEG_INF
-from xposim.policies.base import check_optional_bound, EnvArrays, IterateView, PolicyClass, SolverSettings, view_normalize
+from xposim.policies.arrays import EnvArrays
+from xposim.policies.base import check_optional_bound, PolicyClass
+from xposim.policies.view import IterateView, view_normalize
 from xposim.policies.leaf_data import (
-    checked_restart_pool,
     LeafData,
     LossParameters,
     all_leaves_view,
@@ -79,29 +80,27 @@ from xposim.policies.leaf_data import (
     expand_uniforms,
     gather_problem_data,
     loss_parameters,
+    refuse_champion_starts,
     number_of_terms,
 )
-from xposim.policies.tabular import (
-    COUNTER_DISAGREEMENTS,
-    COUNTER_FAILURES,
-    COUNTER_IMPROVED,
-    COUNTER_NEWTON_ITERATIONS,
+from xposim.policies.solving import (
+    ARMIJO,
     COUNTER_SOLVES,
+    OBJECTIVE_NOISE,
+    STATUS_CONVERGED,
+    STATUS_LINE_SEARCH,
+    STATUS_MAX_ITERATIONS,
+    SolverSettings,
+    draw_restart_uniforms,
+    improves_on,
+    record_solve,
+    values_disagree,
 )
 
 #: Relative floor of the eigenvalues of the convexified Newton model (``floor = EIGEN_FLOOR * max|lambda|``).
 EIGEN_FLOOR = 1e-10
-#: Armijo sufficient-decrease constant.
-ARMIJO = 1e-4
-#: Relative objective noise tolerated by the line search (rounding of sums of ``N`` terms).
-OBJECTIVE_NOISE = 64.0 * 2.220446049250313e-16
 #: Backtracking halvings before a line search is declared failed.
 MAX_BACKTRACKS = 60
-
-# solver status codes
-STATUS_CONVERGED = 0
-STATUS_MAX_ITERATIONS = 1
-STATUS_LINE_SEARCH = 2
 
 LogLinearWork = namedtuple(
     "LogLinearWork",
@@ -536,14 +535,14 @@ def loglinear_multistart(theta: np.ndarray, features: np.ndarray, leaf_logref: n
         iterations += iterations_r
         lowest = min(lowest, value_r)
         highest = max(highest, value_r)
-        if value_r < best_value - disagreement_tolerance * max(1.0, abs(best_value)):
+        if improves_on(value_r, best_value, disagreement_tolerance):
             best_value = value_r
             best_status = status_r
             for i in range(dim):
                 work.best[i] = theta[i]
     for i in range(dim):
         theta[i] = work.best[i]
-    disagreement = highest - lowest > disagreement_tolerance * max(1.0, abs(lowest))
+    disagreement = values_disagree(highest, lowest, lowest, disagreement_tolerance)
     return best_value, best_status, iterations, disagreement, best_value < value
 
 
@@ -620,7 +619,6 @@ class LogLinearClass(PolicyClass):
     """
 
     name = "loglinear"
-    builtin_code = None
     is_context_separable = False
     supports_gradient_steps = True
 
@@ -653,13 +651,13 @@ class LogLinearClass(PolicyClass):
         self.radius(env)
 
     def create_state(self, env: TokenMDP, arrays: EnvArrays, beta: float, settings: SolverSettings,
-                     restart_pool: np.ndarray | None = None) -> LogLinearState:
+                     rng: np.random.Generator | None = None) -> LogLinearState:
         """State with ``theta = 0`` (``pi^(1) = pi_ref``).
 
-        ``restart_pool``: uniforms of shape ``(settings.restarts, m)`` drawn once per run (the engine
-        passes ``m = n_leaves + 1``); each row becomes ``d + 1`` uniforms (:func:`expand_uniforms`)
-        and then a point uniform in the ball (:func:`uniform_ball_points`). ``None`` gives no extra
-        starts and requires ``settings.restarts == 0``.
+        Random starts: ``(settings.restarts, n_leaves + 1)`` uniforms drawn from ``rng``
+        (:func:`~xposim.policies.solving.draw_restart_uniforms`); each row becomes ``d + 1`` uniforms (:func:`expand_uniforms`)
+        and then a point uniform in the ball (:func:`uniform_ball_points`). ``rng = None`` is allowed
+        only with ``settings.restarts == 0``.
         """
         self.validate(env)
         if isinstance(beta, bool) or not isinstance(beta, (int, float, np.integer, np.floating)) \
@@ -669,8 +667,9 @@ class LogLinearClass(PolicyClass):
         dim = features.shape[2]
         radius = self.radius(env)
         starts = np.zeros((0, dim))
-        pool = checked_restart_pool(restart_pool, settings)
-        if pool is not None and settings.restarts:
+        refuse_champion_starts(settings)
+        pool = draw_restart_uniforms(rng, settings, arrays.leaf_logref.shape[1])
+        if settings.restarts:
             starts = uniform_ball_points(expand_uniforms(pool, dim + 1), radius)
         return LogLinearState(
             theta=np.zeros(dim),
@@ -689,7 +688,7 @@ class LogLinearClass(PolicyClass):
 
     # ---------------------------------------------------------------- rounds
     def solve(self, problem: Any, state: LogLinearState, view: IterateView, contexts: np.ndarray,
-              **unused: Any) -> None:
+              workspace: Any = None) -> None:
         """Paper mode: ``theta <- argmin F`` over all the data (every context with data; ``contexts`` only
         says which got new data — the class is not separable). Writes the view, sets ``problem.changed``
         and the ``problem.counters``."""
@@ -706,18 +705,12 @@ class LogLinearClass(PolicyClass):
         _, status, iterations, disagreement, improved = loglinear_multistart(
             state.theta, state.features, state.leaf_logref, data, loss, state.radius, terms, s.tolerance,
             s.max_iterations, starts, s.disagreement_tolerance, state.work)
-        problem.counters[COUNTER_NEWTON_ITERATIONS] += iterations
-        if status != STATUS_CONVERGED:
-            problem.counters[COUNTER_FAILURES] += 1
-        if disagreement:
-            problem.counters[COUNTER_DISAGREEMENTS] += 1
-        if improved:
-            problem.counters[COUNTER_IMPROVED] += 1
+        record_solve(problem.counters, iterations, status == STATUS_CONVERGED, disagreement, improved)
         loglinear_write_view(state.theta, state.features, state.leaf_logref, state.beta, view, problem.changed,
                              state.work)
 
     def gradient_step(self, problem: Any, state: LogLinearState, view: IterateView, batch: Any,
-                      learning_rate: float | None = None) -> None:
+                      learning_rate: float | None = None, workspace: Any = None) -> None:
         """trl mode: one projected gradient step of the fresh batch's mean loss (see :func:`loglinear_gradient_step`)."""
         check_all_leaf_slots(view, self.name)
         data, lr = batch_leaf_data(problem, view, batch, learning_rate)

@@ -64,9 +64,10 @@ from xposim.losses.bonus import bonus_loss, bonus_loss_hessian
 from xposim.losses.kinds import BONUS_NONE
 from xposim.losses.pair import pair_loss, pair_loss_hessian
 from xposim.numerics import NEG_INF
-from xposim.policies.base import check_optional_bound, EnvArrays, IterateView, PolicyClass, SolverSettings, view_normalize
+from xposim.policies.arrays import EnvArrays
+from xposim.policies.base import check_optional_bound, PolicyClass
+from xposim.policies.view import IterateView, view_normalize
 from xposim.policies.leaf_data import (
-    checked_restart_pool,
     LeafData,
     LossParameters,
     all_leaves_view,
@@ -75,30 +76,28 @@ from xposim.policies.leaf_data import (
     expand_uniforms,
     gather_problem_data,
     loss_parameters,
+    refuse_champion_starts,
 )
-from xposim.policies.tabular import (
-    COUNTER_DISAGREEMENTS,
-    COUNTER_FAILURES,
-    COUNTER_IMPROVED,
-    COUNTER_NEWTON_ITERATIONS,
+from xposim.policies.solving import (
+    ARMIJO,
     COUNTER_SOLVES,
+    OBJECTIVE_NOISE,
+    STATUS_CONVERGED,
+    STATUS_LINE_SEARCH,
+    STATUS_MAX_ITERATIONS,
+    SolverSettings,
+    draw_restart_uniforms,
+    improves_on,
+    record_solve,
+    values_disagree,
 )
 
-#: Armijo sufficient-decrease constant.
-ARMIJO = 1e-4
-#: Relative objective noise tolerated by the line search (rounding of sums of ``N`` terms).
-OBJECTIVE_NOISE = 64.0 * 2.220446049250313e-16
 #: Damping increases tried per iteration before the step search is declared failed.
 MAX_DAMPING_TRIALS = 60
 #: Smallest positive damping, per loss term (the damping is 0 or at least ``DAMPING_FLOOR * N``).
 DAMPING_FLOOR = 1e-10
 #: Largest width of the "near a bound" zone of the active set, as a fraction of ``B``.
 ACTIVE_ZONE = 0.1
-
-# solver status codes (as in xposim.policies.loglinear)
-STATUS_CONVERGED = 0
-STATUS_MAX_ITERATIONS = 1
-STATUS_LINE_SEARCH = 2
 
 TokenLogitWork = namedtuple(
     "TokenLogitWork",
@@ -593,7 +592,7 @@ def token_logit_solve_context(z_context: np.ndarray, allowed_context: np.ndarray
             iterations += iterations_r
             lowest = min(lowest, value_r)
             highest = max(highest, value_r)
-            if value_r < best_value - disagreement_tolerance * max(1.0, abs(best_value)):
+            if improves_on(value_r, best_value, disagreement_tolerance):
                 best_value = value_r
                 status = status_r
                 for q in range(n_k):
@@ -604,7 +603,7 @@ def token_logit_solve_context(z_context: np.ndarray, allowed_context: np.ndarray
                 work.z[q, a] = work.best[q, a]
         improved = best_value < value
         value = best_value
-        disagreement = highest - lowest > disagreement_tolerance * max(1.0, abs(lowest))
+        disagreement = values_disagree(highest, lowest, lowest, disagreement_tolerance)
     changed = False
     for q in range(n_k):
         s = work.local_state[q]
@@ -730,7 +729,6 @@ class TokenLogitClass(PolicyClass):
     """
 
     name = "token_logit"
-    builtin_code = None
     is_context_separable = True
     supports_gradient_steps = True
 
@@ -753,13 +751,13 @@ class TokenLogitClass(PolicyClass):
         return self.bound if self.bound is not None else 1.0 + realizability_bound(env, beta)
 
     def create_state(self, env: TokenMDP, arrays: EnvArrays, beta: float, settings: SolverSettings,
-                     restart_pool: np.ndarray | None = None) -> TokenLogitState:
+                     rng: np.random.Generator | None = None) -> TokenLogitState:
         """State with ``z = log pi_ref - centre`` per state (``pi^(1) = pi_ref``).
 
-        ``restart_pool``: uniforms of shape ``(settings.restarts, m)`` drawn once per run (the engine
-        passes ``m = n_leaves + 1``); each row becomes ``n_states * A`` uniforms
-        (:func:`~xposim.policies.leaf_data.expand_uniforms`), start ``z = -B + 2 B u``. ``None`` gives
-        no extra starts and requires ``settings.restarts == 0``.
+        Random starts: ``(settings.restarts, n_leaves + 1)`` uniforms drawn from ``rng``
+        (:func:`~xposim.policies.solving.draw_restart_uniforms`); each row becomes ``n_states * A`` uniforms
+        (:func:`~xposim.policies.leaf_data.expand_uniforms`), start ``z = -B + 2 B u``. ``rng = None`` is
+        allowed only with ``settings.restarts == 0``.
         """
         self.validate(env)
         if isinstance(beta, bool) or not isinstance(beta, (int, float, np.integer, np.floating)) \
@@ -771,8 +769,9 @@ class TokenLogitClass(PolicyClass):
         n_contexts, n_states, vocab = z.shape
         width = n_states * vocab
         starts = np.zeros((0, width))
-        pool = checked_restart_pool(restart_pool, settings)
-        if pool is not None and settings.restarts:
+        refuse_champion_starts(settings)
+        pool = draw_restart_uniforms(rng, settings, arrays.leaf_logref.shape[1])
+        if settings.restarts:
             starts = expand_uniforms(pool, width)
         allowed = np.ascontiguousarray(env.ref_probs > 0.0)
         log_policy = np.empty_like(z)
@@ -792,7 +791,7 @@ class TokenLogitClass(PolicyClass):
         return view
 
     def solve(self, problem: Any, state: TokenLogitState, view: IterateView, contexts: np.ndarray,
-              **unused: Any) -> None:
+              workspace: Any = None) -> None:
         """Paper mode: the argmin of every context flagged in ``contexts`` (bool ``(nc,)``) over all its data."""
         check_all_leaf_slots(view, self.name)
         data = gather_problem_data(problem, view, contexts)
@@ -806,13 +805,7 @@ class TokenLogitClass(PolicyClass):
                 state.z[x], state.allowed[x], data, k, loss, state.bound, s.tolerance, s.max_iterations, starts,
                 s.disagreement_tolerance, state.work)
             problem.counters[COUNTER_SOLVES] += 1
-            problem.counters[COUNTER_NEWTON_ITERATIONS] += iterations
-            if status != STATUS_CONVERGED:
-                problem.counters[COUNTER_FAILURES] += 1
-            if disagreement:
-                problem.counters[COUNTER_DISAGREEMENTS] += 1
-            if improved:
-                problem.counters[COUNTER_IMPROVED] += 1
+            record_solve(problem.counters, iterations, status == STATUS_CONVERGED, disagreement, improved)
             if changed:
                 written[x] = True
                 problem.changed[x] = True
@@ -820,7 +813,7 @@ class TokenLogitClass(PolicyClass):
                                state.scratch)
 
     def gradient_step(self, problem: Any, state: TokenLogitState, view: IterateView, batch: Any,
-                      learning_rate: float | None = None) -> None:
+                      learning_rate: float | None = None, workspace: Any = None) -> None:
         """trl mode: one projected gradient step of the fresh batch's mean loss per context of the batch."""
         check_all_leaf_slots(view, self.name)
         data, lr = batch_leaf_data(problem, view, batch, learning_rate)

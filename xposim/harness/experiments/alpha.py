@@ -16,7 +16,7 @@ neighbours). Predictions:
 
 A minimum on the edge of the grid makes the scaling predictions inconclusive. Setting
 ``xpo_champion_starts``: XPO's argmin also tries the champion starts of
-:class:`~xposim.policies.base.SolverSettings` (closer to the exact argmin).
+:class:`~xposim.policies.solving.SolverSettings` (closer to the exact argmin).
 """
 from __future__ import annotations
 

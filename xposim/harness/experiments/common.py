@@ -81,7 +81,7 @@ def learner_overrides(point: dict[str, Any]) -> dict[str, Any]:
     """Learner config overrides of a point: ``alpha`` and, with champion starts, the solver."""
     overrides: dict[str, Any] = {"alpha": point["alpha"]} if "alpha" in point else {}
     if point.get("champion_starts"):
-        from xposim.policies.base import SolverSettings
+        from xposim.policies.solving import SolverSettings
 
         overrides["solver"] = SolverSettings(champion_starts=True)
     return overrides

@@ -15,7 +15,7 @@ Measured: queries until the suboptimality falls below ``eps_fraction`` times tha
 online DPO's need grows with ``C_conc`` (slope 1 in the rarity sweep).
 
 Setting ``xpo_champion_starts``: XPO's per-round argmin also tries the champion starts of
-:class:`~xposim.policies.base.SolverSettings` (closer to the exact argmin the theorem assumes; its
+:class:`~xposim.policies.solving.SolverSettings` (closer to the exact argmin the theorem assumes; its
 cost grows with the number of arms, a K = 64 run of 30,000 rounds takes ~10 minutes).
 """
 from __future__ import annotations

@@ -16,7 +16,7 @@ best-iterate suboptimality from paper mode, with its t-interval. Verdict: *held*
 difference is measured with a finite interval (the prediction is that it is measured, not its
 sign); the detail says which mode is better and whether the difference is significant. Setting
 ``xpo_champion_starts``: the paper-mode argmin also tries the champion starts of
-:class:`~xposim.policies.base.SolverSettings` (trl mode takes gradient steps: unaffected).
+:class:`~xposim.policies.solving.SolverSettings` (trl mode takes gradient steps: unaffected).
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ quantile, censored at the budget) and the fit ``log T = a + b (2 R_max)`` — ``
 like ``e^{2 R_max}`` (Theorem 3.1's factor). Predictions: XPO's ``b <= 1`` (no faster than
 ``e^{2 R_max}``); POPO's (bounded sigmoid bonus) grows more slowly than XPO's. Setting
 ``xpo_champion_starts``: the bonus learners' argmin also tries the champion starts of
-:class:`~xposim.policies.base.SolverSettings`.
+:class:`~xposim.policies.solving.SolverSettings`.
 """
 from __future__ import annotations
 

@@ -1,0 +1,42 @@
+"""The tabular reward-induced class ``Pi_F`` and its per-round argmin (THEORY 3): exact for convex
+objectives (DPO, IPO); for the non-convex bonus objectives (XPO, ...) the local minimum reached
+from the warm start, or the lowest over the champion starts too (see "Non-convexity" below).
+
+Class: ``F = [0, R_max]^{trajectories}``, ``log pi_f(tau|x) = log pi_ref(tau|x) + f(tau)/beta - log Z_f(x)``.
+Realizable (``f = r`` gives ``pi*_beta``) with ``V_max <= R_max``.
+
+Modules, in the order a reader meets them:
+
+* :mod:`~xposim.policies.tabular.state` — the parameters carried per context (one value per observed
+  leaf and one shared value ``g`` for the rest) and the solver's scratch memory;
+* :mod:`~xposim.policies.tabular.objective` — the objective of one context, its gradient and curvature;
+* :mod:`~xposim.policies.tabular.newton` — the projected-Newton argmin on the box;
+* :mod:`~xposim.policies.tabular.components` — which minimizer is returned when the argmin is a set;
+* :mod:`~xposim.policies.tabular.solve` — the round's argmin context by context (warm start, derivative
+  cache, multi-start for the non-convex bonus objectives);
+* :mod:`~xposim.policies.tabular.gradient_step` — trl mode;
+* :mod:`~xposim.policies.tabular.policy_class` — :class:`TabularClass`, the :class:`~xposim.policies.base.PolicyClass`.
+"""
+from xposim.policies.tabular.components import recenter_components
+from xposim.policies.tabular.gradient_step import tabular_gradient_step
+from xposim.policies.tabular.newton import kink_stationary, projected_gradient_norm, projected_newton
+from xposim.policies.tabular.objective import context_objective, objective_value
+from xposim.policies.tabular.policy_class import TabularClass
+from xposim.policies.tabular.solve import tabular_solve, tabular_solve_context
+from xposim.policies.tabular.state import TabularState, Workspace, new_workspace
+
+__all__ = [
+    "TabularClass",
+    "TabularState",
+    "Workspace",
+    "new_workspace",
+    "context_objective",
+    "objective_value",
+    "projected_newton",
+    "projected_gradient_norm",
+    "kink_stationary",
+    "recenter_components",
+    "tabular_solve",
+    "tabular_solve_context",
+    "tabular_gradient_step",
+]

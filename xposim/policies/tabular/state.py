@@ -1,0 +1,79 @@
+"""Parameters of the tabular class (``TabularState``) and the solver's scratch memory (``Workspace``).
+
+Parameters actually carried (per context ``x``): one value ``f`` per *observed* leaf (a slot of the
+:class:`~xposim.policies.view.IterateView`) and ONE shared value ``g`` (``rest_value``) for every
+unobserved leaf: unobserved leaves enter the objective only through ``log Z_f(x)``, where they act
+as one aggregate leaf of reference mass ``P_U(x)``, so at any minimizer they can share a value.
+The cost of a round therefore depends on the observed leaves only, never on ``n_leaves``.
+Closed form of ``g`` (used as a test): the objective depends on ``g`` only through
+``log Z`` with derivative ``-(p_U/beta) S``, ``S = sum of d(objective)/d(log pi)``
+over the bonus terms (pair terms of DPO/IPO cancel in ``S``). For XPO/VPO/SELM/POPO bonuses
+``S > 0``: ``g = R_max`` (optimism: the unseen leaves get the largest value); for COPO ``S < 0``:
+``g = 0``; with ``alpha = 0`` the objective does not depend on ``g`` and it keeps its value.
+"""
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numpy as np
+
+
+
+TabularState = namedtuple(
+    "TabularState",
+    [
+        "values",  # (nc, L) f of each slot
+        "rest_value",  # (nc,) g shared by the unobserved leaves
+        "known",  # (nc,) int64 slots whose value is initialized
+        "lower",  # float 0
+        "upper",  # float R_max
+        "restart_pool",  # (restarts, L + 1) uniforms
+        "leaf_logref",  # (nc, L) log pi_ref(tau|x) (the environment's, for the class weights)
+        "tolerance",
+        "max_iterations",
+        "disagreement_tolerance",
+        "dense_limit",
+        "beta",
+        "cache_d",  # (nc, L) dF/d log pi of each slot at the current values (the derivative cache)
+        "cache_value",  # (nc,) F at the current values
+        "cache_scale",  # (nc,) number of loss terms N
+        "cache_alpha",  # (nc,) alpha of the cached objective
+        "cache_count",  # (nc, L) bonus counts in the cached objective
+        "cache_weight",  # (nc, L) bonus weights in the cached objective
+        "cache_valid",  # (nc,) bool
+        "champion_starts",  # bool: one extra start per variable (SolverSettings.champion_starts)
+    ],
+)
+TabularState.__doc__ = """Parameters of the tabular class (module docstring) and its solver settings."""
+
+Workspace = namedtuple(
+    "Workspace",
+    [
+        "edge_a", "edge_b", "edge_w",  # (E,) gathered edges of one context
+        "h_cc", "h_cr", "h_rr",  # (E,) weighted pair second derivatives
+        "lw", "v", "v0", "v_best", "v_try", "lref", "mcount", "bweight",  # (L + 1,)
+        "logp", "p", "d", "grad", "u", "hb", "direction", "free_index", "position",
+        "cg_r", "cg_z", "cg_p", "cg_q", "cg_x", "full",  # (L + 1,)
+        "component",  # (L + 1,) int64 union-find parents
+        "hessian",  # (dense_limit, dense_limit)
+        "scratch",  # (L + 1,)
+    ],
+)
+
+
+def new_workspace(n_leaves: int, edge_capacity: int, dense_limit: int) -> Workspace:
+    """Scratch memory of the solver: ``O(n_leaves + edges + dense_limit^2)`` floats."""
+    n = n_leaves + 1
+    e = max(int(edge_capacity), 1)
+    f = lambda size: np.zeros(size)  # noqa: E731
+    return Workspace(
+        edge_a=np.zeros(e, dtype=np.int64), edge_b=np.zeros(e, dtype=np.int64), edge_w=f(e),
+        h_cc=f(e), h_cr=f(e), h_rr=f(e),
+        lw=f(n), v=f(n), v0=f(n), v_best=f(n), v_try=f(n), lref=f(n), mcount=f(n), bweight=f(n),
+        logp=f(n), p=f(n), d=f(n), grad=f(n), u=f(n), hb=f(n), direction=f(n),
+        free_index=np.zeros(n, dtype=np.int64), position=np.zeros(n, dtype=np.int64),
+        cg_r=f(n), cg_z=f(n), cg_p=f(n), cg_q=f(n), cg_x=f(n), full=f(n),
+        component=np.zeros(n, dtype=np.int64),
+        hessian=np.zeros((dense_limit, dense_limit)),
+        scratch=f(n),
+    )
