@@ -27,11 +27,13 @@ METRIC_COLUMNS = (
     "argmax_regret",
     "solver_failures",
     "solver_disagreements",
+    "uncertified_solves",
+    "max_certified_gap",
 )
 
 #: Integer columns (counts and indices); every other numeric column is float64.
 INT_COLUMNS = frozenset({"seed", "round", "queries", "labels", "solver_failures", "solver_disagreements",
-                         "gradient_steps"})
+                         "uncertified_solves", "gradient_steps"})
 #: String columns.
 STR_COLUMNS = frozenset({"learner", "mode", "scoring", "cell_id"})
 

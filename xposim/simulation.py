@@ -153,7 +153,11 @@ def simulate(
     learners), ``kl_to_ref``, ``expected_reward``, ``argmax_regret``
     (``E_x[max_tau r - r(greedy(pi)(x))]``, greedy = temperature-0 token policy, ties to the lowest
     token), ``solver_failures`` / ``solver_disagreements`` (cumulative counts of argmins that hit
-    the iteration cap / whose multi-starts disagreed).
+    the iteration cap / whose multi-starts disagreed), ``uncertified_solves`` (cumulative count of
+    argmins of a non-convex objective returned without a certificate of global optimality: the
+    certified solver's node budget ran out, or a local method was used) and ``max_certified_gap``
+    (largest ``(value - proven lower bound) / max(1, |value|)`` of the argmins so far; 0 when all
+    were certified or convex, ``inf`` when a local method solved a non-convex objective).
     """
     if not isinstance(env, TokenMDP):
         raise ValueError(f"env must be an xposim.envs.TokenMDP, got {type(env).__name__}")

@@ -104,8 +104,26 @@ class AlphaSchedule(Protocol):
     def values(self, beta: float, rounds: int) -> np.ndarray: ...
 
 
+class _RoundwiseSchedule:
+    """A schedule defined round by round (``values_at``); ``values`` is all of its rounds at once."""
+
+    def values(self, beta: float, rounds: int) -> np.ndarray:
+        return self.values_at(beta, rounds, np.arange(1, rounds + 1))
+
+
 @dataclasses.dataclass(frozen=True)
-class ConstantAlpha:
+class _ScaledSchedule(_RoundwiseSchedule):
+    """A schedule ``c * beta * (a function of t and T)`` with a constant ``c >= 0``."""
+
+    c: float = 1.0
+    """The constant ``c`` (>= 0; reconstructed where the theory leaves it open)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "c", check_nonnegative(self.c, "c"))
+
+
+@dataclasses.dataclass(frozen=True)
+class ConstantAlpha(_RoundwiseSchedule):
     """``alpha(t) = value`` for every round."""
 
     value: float
@@ -114,15 +132,12 @@ class ConstantAlpha:
     def __post_init__(self) -> None:
         object.__setattr__(self, "value", check_nonnegative(self.value, "alpha"))
 
-    def values(self, beta: float, rounds: int) -> np.ndarray:
-        return self.values_at(beta, rounds, np.arange(1, rounds + 1))
-
     def values_at(self, beta: float, rounds: int, t: np.ndarray) -> np.ndarray:
         return np.full(len(t), self.value)
 
 
 @dataclasses.dataclass(frozen=True)
-class TheoryAlpha:
+class TheoryAlpha(_ScaledSchedule):
     """``alpha = c * beta / sqrt(T)`` for the whole run of ``T`` rounds (THEORY 6.1, [R] shape).
 
     The theory's tuning is ``alpha ~ beta / ((V_max + R_max) e^{2 R_max}) sqrt(log(|Pi| T/delta) / (C_cov T))``;
@@ -130,35 +145,17 @@ class TheoryAlpha:
     exposed constant ``c``. Constant within a run (``T`` is the run's number of rounds).
     """
 
-    c: float = 1.0
-    """The reconstructed constant ``c`` (>= 0)."""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "c", check_nonnegative(self.c, "c"))
-
-    def values(self, beta: float, rounds: int) -> np.ndarray:
-        return self.values_at(beta, rounds, np.arange(1, rounds + 1))
-
     def values_at(self, beta: float, rounds: int, t: np.ndarray) -> np.ndarray:
         return np.full(len(t), self.c * beta / math.sqrt(rounds))
 
 
 @dataclasses.dataclass(frozen=True)
-class DecayingAlpha:
+class DecayingAlpha(_ScaledSchedule):
     """``alpha(t) = c * beta / sqrt(t)`` (anytime version of :class:`TheoryAlpha`).
 
     ``alpha`` changes every round, so every context's objective changes: the engine re-solves all
     contexts with data every round (cost x number of contexts).
     """
-
-    c: float = 1.0
-    """The constant ``c`` (>= 0)."""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "c", check_nonnegative(self.c, "c"))
-
-    def values(self, beta: float, rounds: int) -> np.ndarray:
-        return self.values_at(beta, rounds, np.arange(1, rounds + 1))
 
     def values_at(self, beta: float, rounds: int, t: np.ndarray) -> np.ndarray:
         return self.c * beta / np.sqrt(np.asarray(t, dtype=np.float64))

@@ -47,18 +47,24 @@ from xposim.learners.config import (
 )
 from xposim.losses.kinds import BONUS_COPO, BONUS_NONE
 from xposim.oracles import first_wins_code
-from xposim.numerics import NEG_INF, ONE_MINUS
+from xposim.numerics import NEG_INF
 from xposim.policies.arrays import EnvArrays
-from xposim.policies.segment_tree import tree_sample
 from xposim.policies.store import PairStore, store_add_pair
 from xposim.policies.view import (
     IterateView,
     view_context_stats,
     view_create_slot,
     view_sample,
+    view_sample_rest,
     view_sample_tempered,
 )
-from xposim.policies.solving import COUNTER_DISAGREEMENTS, COUNTER_FAILURES, COUNTER_SOLVES, SolveProblem
+from xposim.policies.solving import (
+    COUNTER_DISAGREEMENTS,
+    COUNTER_FAILURES,
+    COUNTER_SOLVES,
+    COUNTER_UNCERTIFIED,
+    SolveProblem,
+)
 
 # metric columns of the checkpoint table: the vocabulary's metrics, then the internal solve counter
 METRIC_COLUMNS = columns.METRIC_COLUMNS + ("solves",)
@@ -97,6 +103,7 @@ EngineState = namedtuple(
         "batch_bonus_weight",  # (B,)
         "scalars",  # (N_SCALARS,)
         "counters",  # (N_COUNTERS,) int64
+        "largest_gap",  # (1,) largest relative optimality gap of an argmin so far
         "checkpoints",  # (n_cp,) int64 rounds to record (sorted)
         "next_checkpoint",  # (1,) int64
         "metrics",  # (n_cp, N_METRICS)
@@ -149,12 +156,7 @@ def _sample_weighted_view(view: IterateView, x: int, u: float, slot_weight: np.n
         if target < acc:
             return view.slot_leaf[x, s]
     if rest_mass > 0.0:
-        v = (target - acc) / rest_mass
-        if v < 0.0:
-            v = 0.0
-        if v >= 1.0:
-            v = ONE_MINUS
-        return tree_sample(view.rest_tree[x], v)
+        return view_sample_rest(view, x, (target - acc) / rest_mass)
     return view.slot_leaf[x, last]
 
 
@@ -332,7 +334,8 @@ def begin_round(t: int, uniforms: np.ndarray, arrays: EnvArrays, plan, alpha: fl
     return SolveProblem(store, eng.bonus_count, eng.bonus_weight, eng.loss_ref_logp, plan.pair_kind,
                         plan.pair_param, plan.bonus_kind, alpha, consts.beta, eng.changed, eng.counters,
                         eng.batch_context, eng.batch_chosen, eng.batch_rejected, eng.batch_bonus,
-                        batch if plan.mode == MODE_PAPER else 0, plan.reference_mode == REFERENCE_PREVIOUS)
+                        batch if plan.mode == MODE_PAPER else 0, plan.reference_mode == REFERENCE_PREVIOUS,
+                        eng.largest_gap)
 
 
 @internal_kernel
@@ -401,7 +404,9 @@ def record_metrics(row: int, t: int, batch: int, arrays: EnvArrays, view: Iterat
     m[row, 9] = argmax_regret
     m[row, 10] = eng.counters[COUNTER_FAILURES]
     m[row, 11] = eng.counters[COUNTER_DISAGREEMENTS]
-    m[row, 12] = eng.counters[COUNTER_SOLVES]
+    m[row, 12] = eng.counters[COUNTER_UNCERTIFIED]
+    m[row, 13] = eng.largest_gap[0]
+    m[row, 14] = eng.counters[COUNTER_SOLVES]
 
 
 @njit(cache=True)

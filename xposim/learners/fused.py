@@ -53,7 +53,8 @@ def solve_offline_tabular(arrays: EnvArrays, plan, consts, view: IterateView, en
     """Offline learners on the tabular class: one argmin of every context with data."""
     problem = SolveProblem(store, eng.bonus_count, eng.bonus_weight, eng.loss_ref_logp, plan.pair_kind,
                            plan.pair_param, plan.bonus_kind, 0.0, consts.beta, eng.changed, eng.counters,
-                           eng.batch_context, eng.batch_chosen, eng.batch_rejected, eng.batch_bonus, 0, False)
+                           eng.batch_context, eng.batch_chosen, eng.batch_rejected, eng.batch_bonus, 0, False,
+                           eng.largest_gap)
     tabular_solve(state, view, arrays.leaf_logref, problem, ws, any_data)
     refresh_values(arrays, view, eng, consts.beta, np.bool_(True))
 
@@ -80,7 +81,8 @@ def solve_offline_finite(arrays: EnvArrays, plan, consts, view: IterateView, eng
     """Offline learners on the finite class: one argmin (enumeration) over all the pairs."""
     problem = SolveProblem(store, eng.bonus_count, eng.bonus_weight, eng.loss_ref_logp, plan.pair_kind,
                            plan.pair_param, plan.bonus_kind, 0.0, consts.beta, eng.changed, eng.counters,
-                           eng.batch_context, eng.batch_chosen, eng.batch_rejected, eng.batch_bonus, 0, False)
+                           eng.batch_context, eng.batch_chosen, eng.batch_rejected, eng.batch_bonus, 0, False,
+                           eng.largest_gap)
     finite_solve(state, view, problem, eng.batch_context, eng.batch_chosen, eng.batch_rejected,
                  eng.batch_bonus, 0, any_data, True)
     refresh_values(arrays, view, eng, consts.beta, np.bool_(True))

@@ -246,6 +246,7 @@ def _new_engine_state(arrays: EnvArrays, view: IterateView, plan, checkpoints: n
         batch_bonus_weight=np.ones(batch),
         scalars=np.zeros(engine.N_SCALARS),
         counters=np.zeros(N_COUNTERS, dtype=np.int64),
+        largest_gap=np.zeros(1),
         checkpoints=np.ascontiguousarray(checkpoints, dtype=np.int64),
         next_checkpoint=np.zeros(1, dtype=np.int64),
         metrics=np.full((len(checkpoints), engine.N_METRICS), np.nan),

@@ -83,6 +83,7 @@ from xposim.policies.leaf_data import (
     refuse_champion_starts,
     number_of_terms,
 )
+from xposim.validation import check_positive
 from xposim.policies.solving import (
     ARMIJO,
     COUNTER_SOLVES,
@@ -93,6 +94,8 @@ from xposim.policies.solving import (
     SolverSettings,
     draw_restart_uniforms,
     improves_on,
+    may_be_nonconvex,
+    record_certificate,
     record_solve,
     values_disagree,
 )
@@ -660,9 +663,7 @@ class LogLinearClass(PolicyClass):
         only with ``settings.restarts == 0``.
         """
         self.validate(env)
-        if isinstance(beta, bool) or not isinstance(beta, (int, float, np.integer, np.floating)) \
-                or not math.isfinite(beta) or beta <= 0:
-            raise ValueError(f"beta must be a finite real number > 0, got {beta!r}")
+        beta = check_positive(beta, "beta")
         features = np.ascontiguousarray(env.features, dtype=np.float64)
         dim = features.shape[2]
         radius = self.radius(env)
@@ -706,6 +707,8 @@ class LogLinearClass(PolicyClass):
             state.theta, state.features, state.leaf_logref, data, loss, state.radius, terms, s.tolerance,
             s.max_iterations, starts, s.disagreement_tolerance, state.work)
         record_solve(problem.counters, iterations, status == STATUS_CONVERGED, disagreement, improved)
+        if may_be_nonconvex(loss.pair_kind, loss.bonus_kind, loss.alpha):  # a local method: no certificate
+            record_certificate(problem.counters, problem.largest_gap, 0.0, -math.inf, False)
         loglinear_write_view(state.theta, state.features, state.leaf_logref, state.beta, view, problem.changed,
                              state.work)
 

@@ -8,13 +8,18 @@ from collections import namedtuple
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from xposim._jit import internal_kernel
+from xposim.losses.kinds import BONUS_POPO, BONUS_SELM, BONUS_VPO, BONUS_XPO, PAIR_CHIPO
 
 #: Armijo sufficient-decrease constant of every line search.
 ARMIJO = 1e-4
 #: Relative objective noise tolerated by a line search (rounding of sums of ``N`` terms).
 OBJECTIVE_NOISE = 64.0 * 2.220446049250313e-16
+
+#: ``SolverSettings.argmin`` choices.
+ARGMIN_METHODS = ("certified", "local")
 
 # solver status codes
 STATUS_CONVERGED = 0
@@ -27,7 +32,9 @@ COUNTER_FAILURES = 1
 COUNTER_DISAGREEMENTS = 2
 COUNTER_NEWTON_ITERATIONS = 3
 COUNTER_IMPROVED = 4
-N_COUNTERS = 5
+#: argmins of a non-convex objective returned without a certificate of global optimality
+COUNTER_UNCERTIFIED = 5
+N_COUNTERS = 6
 
 SolveProblem = namedtuple(
     "SolveProblem",
@@ -49,6 +56,7 @@ SolveProblem = namedtuple(
         "batch_bonus",  # (B,) bonus slots (-1: none)
         "n_batch",  # int number of new pairs (0: unknown, no incremental shortcut)
         "reference_drift",  # bool the loss reference changed since the last solve
+        "largest_gap",  # (1,) float64 in/out: largest relative optimality gap of an argmin so far
     ],
 )
 SolveProblem.__doc__ = """What a class's argmin reads (paper mode): all the data of the run so far, the round's new
@@ -56,7 +64,9 @@ data (``batch_*``, ``n_batch``), the loss settings, and where to report (``chang
 
 ``store`` holds every pair; ``bonus_count[x, s]`` / ``bonus_weight[x, s]`` the bonus samples per slot;
 ``loss_ref_logp[x, s]`` the loss reference ``log pi_ref_loss`` per slot (the environment's ``pi_ref``
-or, for SELM, the previous iterate). Counters: ``COUNTER_*`` indices."""
+or, for SELM, the previous iterate). Counters: ``COUNTER_*`` indices. ``largest_gap[0]``: the largest
+``(value - lower bound) / max(1, |value|)`` of the argmins so far (``inf`` for an argmin without a lower
+bound, i.e. a local method on a non-convex objective)."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,17 @@ class SolverSettings:
     dense_limit : the Newton system is solved by a (modified) Cholesky factorization when the
         number of free variables is at most this, by preconditioned truncated conjugate gradients
         above it. Default 128.
+    argmin : ``"certified"`` (default): where the class has a global solver with a certificate
+        (the tabular class: :mod:`xposim.policies.tabular.certified`), every argmin of a non-convex
+        objective is the global minimum with a proven lower bound within ``certificate_gap``, or is
+        counted in ``uncertified_solves`` with its gap in ``max_certified_gap``. ``"local"``: the
+        local method only (warm start, plus ``champion_starts`` / ``restarts`` if set); each non-convex
+        solve is then counted uncertified with an infinite gap. Classes without a certified solver
+        (log-linear, token-logit) always solve locally and report so.
+    certificate_gap : relative gap ``(value - lower bound) / max(1, |value|)`` at which a solve is
+        certified. Default ``1e-9``.
+    max_nodes : branch-and-bound budget (relaxations solved) per certified solve; a solve that
+        exhausts it keeps its best point and proven bound and is counted uncertified. Default 4000.
     """
 
     tolerance: float = 1e-8
@@ -93,8 +114,18 @@ class SolverSettings:
     disagreement_tolerance: float = 1e-9
     dense_limit: int = 128
     champion_starts: bool = False
+    argmin: str = "certified"
+    certificate_gap: float = 1e-9
+    max_nodes: int = 4000
 
     def __post_init__(self) -> None:
+        if self.argmin not in ARGMIN_METHODS:
+            raise ValueError(f"argmin must be one of {list(ARGMIN_METHODS)}, got {self.argmin!r}")
+        g = self.certificate_gap
+        if isinstance(g, bool) or not (isinstance(g, (int, float)) and math.isfinite(g) and g > 0):
+            raise ValueError(f"certificate_gap must be a finite real number > 0, got {g!r}")
+        if isinstance(self.max_nodes, bool) or not isinstance(self.max_nodes, (int, np.integer)) or self.max_nodes < 1:
+            raise ValueError(f"max_nodes must be an integer >= 1, got {self.max_nodes!r}")
         if not isinstance(self.champion_starts, (bool, np.bool_)):
             raise ValueError(f"champion_starts must be True or False, got {self.champion_starts!r}")
         if not (isinstance(self.tolerance, (int, float)) and math.isfinite(self.tolerance) and self.tolerance > 0):
@@ -151,3 +182,30 @@ def draw_restart_uniforms(rng: np.random.Generator | None, settings: SolverSetti
         raise ValueError(f"rng must be a numpy.random.Generator when settings.restarts = {settings.restarts} > 0, "
                          f"got {rng!r}")
     return rng.random((settings.restarts, n_leaves + 1))
+
+
+@njit(cache=True)
+def may_be_nonconvex(pair_kind: int, bonus_kind: int, alpha: float) -> bool:
+    """Whether a round objective can have non-global local minima (THEORY 3): an optimistic bonus
+    (XPO, VPO, SELM, POPO: ``-c log Z`` is concave) with ``alpha > 0``, or the chiPO pair loss (its
+    link ``phi(z) = z + log z`` of a probability ratio does not keep convexity). DPO and IPO pair losses,
+    no bonus and COPO's bonus give convex objectives in the classes' parameters: a local argmin is global."""
+    if pair_kind == PAIR_CHIPO:
+        return True
+    optimistic = bonus_kind == BONUS_XPO or bonus_kind == BONUS_VPO or bonus_kind == BONUS_SELM or bonus_kind == BONUS_POPO
+    return optimistic and alpha > 0.0
+
+
+@njit(cache=True)
+def record_certificate(counters: np.ndarray, largest_gap: np.ndarray, value: float, lower_bound: float,
+                       certified: bool) -> None:
+    """Report one argmin's certificate: ``largest_gap[0]`` keeps the largest relative gap
+    ``(value - lower_bound) / max(1, |value|)`` (``inf`` without a bound); an uncertified solve is counted."""
+    if not certified:
+        counters[COUNTER_UNCERTIFIED] += 1
+    if lower_bound == -math.inf or not math.isfinite(value):
+        gap = math.inf
+    else:
+        gap = max(value - lower_bound, 0.0) / max(1.0, abs(value))
+    if gap > largest_gap[0]:
+        largest_gap[0] = gap

@@ -78,6 +78,7 @@ from xposim.policies.leaf_data import (
     loss_parameters,
     refuse_champion_starts,
 )
+from xposim.validation import check_positive
 from xposim.policies.solving import (
     ARMIJO,
     COUNTER_SOLVES,
@@ -88,6 +89,8 @@ from xposim.policies.solving import (
     SolverSettings,
     draw_restart_uniforms,
     improves_on,
+    may_be_nonconvex,
+    record_certificate,
     record_solve,
     values_disagree,
 )
@@ -760,9 +763,7 @@ class TokenLogitClass(PolicyClass):
         allowed only with ``settings.restarts == 0``.
         """
         self.validate(env)
-        if isinstance(beta, bool) or not isinstance(beta, (int, float, np.integer, np.floating)) \
-                or not math.isfinite(beta) or beta <= 0:
-            raise ValueError(f"beta must be a finite real number > 0, got {beta!r}")
+        beta = check_positive(beta, "beta")
         bound = self.resolved_bound(env, float(beta))
         z, _ = centered_log_probabilities(env.ref_probs)
         z = np.clip(z, -bound, bound)
@@ -806,6 +807,8 @@ class TokenLogitClass(PolicyClass):
                 s.disagreement_tolerance, state.work)
             problem.counters[COUNTER_SOLVES] += 1
             record_solve(problem.counters, iterations, status == STATUS_CONVERGED, disagreement, improved)
+            if may_be_nonconvex(loss.pair_kind, loss.bonus_kind, loss.alpha):  # a local method: no certificate
+                record_certificate(problem.counters, problem.largest_gap, 0.0, -math.inf, False)
             if changed:
                 written[x] = True
                 problem.changed[x] = True

@@ -135,6 +135,17 @@ def view_rest_log_coefficient(view: IterateView, x: int) -> float:
     return view.rest_logscale[x] - view.log_partition[x]
 
 
+@internal_kernel
+def view_sample_rest(view: IterateView, x: int, fraction: float) -> int:
+    """The rest leaf of context ``x`` at ``fraction`` of the rest's reference mass (clipped to ``[0, 1)``:
+    rounding of the caller's subtraction may leave it a hair outside)."""
+    if fraction < 0.0:
+        fraction = 0.0
+    if fraction >= 1.0:
+        fraction = ONE_MINUS
+    return tree_sample(view.rest_tree[x], fraction)
+
+
 @njit(cache=True)
 def view_sample(view: IterateView, x: int, u: float) -> int:
     """Inverse-CDF draw ``tau ~ pi(.|x)`` from ``u in [0, 1)``: slots in slot order, then the rest tree."""
@@ -154,12 +165,7 @@ def view_sample(view: IterateView, x: int, u: float) -> int:
     if root > NEG_INF:
         rest_mass = math.exp(root + view.rest_logscale[x] - lz)
         if rest_mass > 0.0:
-            v = (u - acc) / rest_mass
-            if v < 0.0:
-                v = 0.0
-            if v >= 1.0:
-                v = ONE_MINUS
-            return tree_sample(view.rest_tree[x], v)
+            return view_sample_rest(view, x, (u - acc) / rest_mass)
     if last_positive >= 0:
         return view.slot_leaf[x, last_positive]
     return tree_sample(view.rest_tree[x], u)

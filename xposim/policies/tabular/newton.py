@@ -379,6 +379,26 @@ def projected_newton(n: int, k: int, v: np.ndarray, ws: Workspace, n_edges: int,
 
 
 @internal_kernel
+def _kink_gradient(n: int, grad: np.ndarray, base: np.ndarray, theta: np.ndarray, kinks: np.ndarray,
+                   coef_c: np.ndarray, coef_r: np.ndarray, n_kinks: int, skip: int, ws: Workspace,
+                   inv_beta: float) -> None:
+    """``grad = base + sum_{m != skip} (theta_m - 1) * (kink m's gradient)``: the gradient with kink ``m``'s
+    pair derivative scaled by ``theta_m`` (a convex combination of the two one-sided derivatives)."""
+    for j in range(n):
+        grad[j] = base[j]
+    for m in range(n_kinks):
+        if m == skip:
+            continue
+        dt = theta[m] - 1.0
+        em = kinks[m]
+        tot = coef_c[m] + coef_r[m]
+        for j in range(n):
+            grad[j] -= dt * ws.p[j] * tot * inv_beta
+        grad[ws.edge_a[em]] += dt * coef_c[m] * inv_beta
+        grad[ws.edge_b[em]] += dt * coef_r[m] * inv_beta
+
+
+@internal_kernel
 def kink_stationary(n: int, k: int, v: np.ndarray, ws: Workspace, n_edges: int, pair_kind: int, pair_param: float,
                     bonus_kind: int, alpha: float, beta: float, lo: float, hi: float, scale: float,
                     tolerance: float) -> bool:
@@ -445,18 +465,7 @@ def kink_stationary(n: int, k: int, v: np.ndarray, ws: Workspace, n_edges: int, 
             a = ws.edge_a[e]
             b = ws.edge_b[e]
             # current combined gradient
-            for j in range(n):
-                grad[j] = base[j]
-            for m in range(n_kinks):
-                if m == i:
-                    continue
-                dt = theta[m] - 1.0
-                em = kinks[m]
-                tot = coef_c[m] + coef_r[m]
-                for j in range(n):
-                    grad[j] -= dt * ws.p[j] * tot * inv_beta
-                grad[ws.edge_a[em]] += dt * coef_c[m] * inv_beta
-                grad[ws.edge_b[em]] += dt * coef_r[m] * inv_beta
+            _kink_gradient(n, grad, base, theta, kinks, coef_c, coef_r, n_kinks, i, ws, inv_beta)
             # direction of edge i and the gradient at theta_i = 1 along it; least squares in theta_i
             tot = coef_c[i] + coef_r[i]
             num = 0.0
@@ -474,14 +483,5 @@ def kink_stationary(n: int, k: int, v: np.ndarray, ws: Workspace, n_edges: int, 
                     den += gj * gj
             t = 1.0 - num / den if den > 0.0 else theta[i]
             theta[i] = 0.0 if t < 0.0 else (1.0 if t > 1.0 else t)
-    for j in range(n):
-        grad[j] = base[j]
-    for m in range(n_kinks):
-        dt = theta[m] - 1.0
-        em = kinks[m]
-        tot = coef_c[m] + coef_r[m]
-        for j in range(n):
-            grad[j] -= dt * ws.p[j] * tot * inv_beta
-        grad[ws.edge_a[em]] += dt * coef_c[m] * inv_beta
-        grad[ws.edge_b[em]] += dt * coef_r[m] * inv_beta
+    _kink_gradient(n, grad, base, theta, kinks, coef_c, coef_r, n_kinks, -1, ws, inv_beta)
     return projected_gradient_norm(n, v, grad, scale, lo, hi) <= tolerance
