@@ -331,3 +331,38 @@ def test_behaviour_policy_samplers():
     assert xpo.final_value == pytest.approx(exact.evaluate(env, xpo.token_policy(), beta).value, abs=1e-10)
     with pytest.raises(ValueError, match="behaviour"):
         run_learner(env, OfflineDPO(behaviour=np.ones((1, 1, 5))), beta, 10)
+
+
+@pytest.mark.parametrize("name", ["xpo", "online_dpo", "vpo"])
+def test_dueling_regret_columns_match_the_stored_pairs(name):
+    """dueling/weak/strong regret = sums over every queried pair (the store keeps them all in paper mode)
+    of the mean/min/max of the two responses' reward gaps; bai_regret = the gap of pi_hat's most likely
+    trajectory (lowest leaf on ties), each recomputed here in numpy."""
+    env = TREE
+    result = run_learner(env, make_learner(name), 0.2, 30, seed=4)
+    store, view = result.store, result.view
+    gaps = result.arrays.max_reward[:, None] - result.arrays.leaf_reward
+    dueling = weak = strong = 0.0
+    for e in range(int(store.n_edges[0])):
+        x = store.edge_context[e]
+        a = view.slot_leaf[x, store.edge_chosen[e]]
+        b = view.slot_leaf[x, store.edge_rejected[e]]
+        w = store.edge_weight[e]
+        dueling += w * 0.5 * (gaps[x, a] + gaps[x, b])
+        weak += w * min(gaps[x, a], gaps[x, b])
+        strong += w * max(gaps[x, a], gaps[x, b])
+    # pairs of a response with itself are not stored: add them back from the appearance counts
+    same = 30 - store.edge_weight[: int(store.n_edges[0])].sum()
+    last = dict(zip(result.columns, result.metrics[-1]))
+    assert same >= 0
+    if same == 0:
+        assert last["dueling_regret"] == pytest.approx(dueling, rel=1e-12, abs=1e-12)
+        assert last["weak_regret"] == pytest.approx(weak, rel=1e-12, abs=1e-12)
+        assert last["strong_regret"] == pytest.approx(strong, rel=1e-12, abs=1e-12)
+    else:
+        assert last["dueling_regret"] >= dueling - 1e-12 and last["weak_regret"] >= weak - 1e-12
+    assert last["weak_regret"] <= last["dueling_regret"] <= last["strong_regret"]
+    logp = result.leaf_logprobs()
+    mode = np.argmax(logp, axis=1)
+    bai = float(np.sum(env.rho * gaps[np.arange(env.n_contexts), mode]))
+    assert last["bai_regret"] == pytest.approx(bai, rel=1e-12, abs=1e-15)

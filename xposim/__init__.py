@@ -2,6 +2,8 @@
 
 The short public surface; each name lives in a small module of its own (see docs/architecture.md).
 """
+# first: numba's kernel cache per version of the code (before any kernel is compiled or loaded)
+from xposim import _kernel_cache  # noqa: F401  isort: skip
 from xposim import envs, oracles, theory
 from xposim.coverage import (
     concentrability,

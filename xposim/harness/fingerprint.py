@@ -14,8 +14,9 @@ source file of the package changes it; an edit elsewhere (tests, docs, results) 
 from __future__ import annotations
 
 import functools
-import hashlib
 from pathlib import Path
+
+from xposim._kernel_cache import fingerprint_of, source_files
 
 __all__ = ["code_fingerprint", "short_fingerprint", "package_version", "source_files", "SHORT_LENGTH",
            "UNKNOWN"]
@@ -30,34 +31,6 @@ def _package_dir() -> Path:
     import xposim
 
     return Path(xposim.__file__).resolve().parent
-
-
-def source_files(package_dir: str | Path | None = None) -> list[tuple[str, Path]]:
-    """``(relative POSIX path, absolute path)`` of every ``*.py`` file of the package, sorted by
-    relative path; ``__pycache__`` and directories whose name starts with ``.`` are skipped."""
-    root = Path(package_dir) if package_dir is not None else _package_dir()
-    found = []
-    for path in root.rglob("*.py"):
-        relative = path.relative_to(root)
-        if any(part == "__pycache__" or part.startswith(".") for part in relative.parts[:-1]):
-            continue
-        if path.is_file():
-            found.append((relative.as_posix(), path))
-    return sorted(found)
-
-
-def fingerprint_of(package_dir: str | Path) -> str:
-    """The full (64 hex digit) fingerprint of the ``*.py`` sources below ``package_dir``
-    (formula in the module docstring)."""
-    digest = hashlib.sha256()
-    for relative, path in source_files(package_dir):
-        name = relative.encode("utf-8")
-        data = path.read_bytes()
-        digest.update(len(name).to_bytes(8, "big"))
-        digest.update(name)
-        digest.update(len(data).to_bytes(8, "big"))
-        digest.update(data)
-    return digest.hexdigest()
 
 
 @functools.lru_cache(maxsize=1)

@@ -55,6 +55,7 @@ from xposim.policies.view import (
     view_context_stats,
     view_create_slot,
     view_sample,
+    view_mode_leaf,
     view_sample_rest,
     view_sample_tempered,
 )
@@ -75,7 +76,31 @@ S_VALUE = 0  # J(pi^(t)) of the current iterate
 S_BEST = 1  # best suboptimality so far
 S_REGRET = 2  # cumulative regret
 S_PREV_ALPHA = 3  # alpha of the previous round (to detect schedule changes)
-N_SCALARS = 4
+S_DUELING = 4  # cumulative sum over queries of the mean of the two responses' reward gaps
+S_WEAK = 5  # ... of the smaller gap
+S_STRONG = 6  # ... of the larger gap
+N_SCALARS = 7
+
+# the metric columns' positions in a checkpoint row (numba reads module-level ints as constants)
+C_ROUND = METRIC_COLUMNS.index("round")
+C_QUERIES = METRIC_COLUMNS.index("queries")
+C_VALUE = METRIC_COLUMNS.index("kl_regularized_value")
+C_SUBOPT = METRIC_COLUMNS.index("suboptimality")
+C_BEST = METRIC_COLUMNS.index("best_iterate_suboptimality")
+C_AVERAGE = METRIC_COLUMNS.index("average_iterate_suboptimality")
+C_REGRET = METRIC_COLUMNS.index("cumulative_regret")
+C_KL = METRIC_COLUMNS.index("kl_to_ref")
+C_REWARD = METRIC_COLUMNS.index("expected_reward")
+C_ARGMAX = METRIC_COLUMNS.index("argmax_regret")
+C_BAI = METRIC_COLUMNS.index("bai_regret")
+C_DUELING = METRIC_COLUMNS.index("dueling_regret")
+C_WEAK = METRIC_COLUMNS.index("weak_regret")
+C_STRONG = METRIC_COLUMNS.index("strong_regret")
+C_FAILURES = METRIC_COLUMNS.index("solver_failures")
+C_DISAGREEMENTS = METRIC_COLUMNS.index("solver_disagreements")
+C_UNCERTIFIED = METRIC_COLUMNS.index("uncertified_solves")
+C_GAP = METRIC_COLUMNS.index("max_certified_gap")
+C_SOLVES = METRIC_COLUMNS.index("solves")
 
 EngineState = namedtuple(
     "EngineState",
@@ -263,6 +288,12 @@ def play_round(t: int, uniforms: np.ndarray, arrays: EnvArrays, plan, view: Iter
         # Alg.1 line: label (tau, tau~) with the oracle -> (tau+, tau-)
         first_wins = first_wins_code(plan.oracle_code, plan.oracle_param, arrays.leaf_reward[x, a],
                                      arrays.leaf_reward[x, b], uniforms[base + 3])
+        # dueling regret of the queried pair (reward gaps to the context's best response)
+        gap_a = arrays.max_reward[x] - arrays.leaf_reward[x, a]
+        gap_b = arrays.max_reward[x] - arrays.leaf_reward[x, b]
+        eng.scalars[S_DUELING] += 0.5 * (gap_a + gap_b)
+        eng.scalars[S_WEAK] += min(gap_a, gap_b)
+        eng.scalars[S_STRONG] += max(gap_a, gap_b)
         slot_a = engine_create_slot(view, arrays, eng, x, a)
         slot_b = engine_create_slot(view, arrays, eng, x, b)
         chosen = slot_a if first_wins else slot_b
@@ -377,6 +408,7 @@ def record_metrics(row: int, t: int, batch: int, arrays: EnvArrays, view: Iterat
     reward = 0.0
     kl = 0.0
     argmax_regret = 0.0
+    bai_regret = 0.0
     for x in range(view.n_slots.shape[0]):
         if arrays.rho[x] == 0.0:
             continue
@@ -385,28 +417,34 @@ def record_metrics(row: int, t: int, batch: int, arrays: EnvArrays, view: Iterat
         kl += arrays.rho[x] * kl_x
         greedy_leaf = view_sample_tempered(view, x, 0.0, 0.0, arrays.vocab_size, arrays.horizon, eng.scratch)
         argmax_regret += arrays.rho[x] * (arrays.max_reward[x] - arrays.leaf_reward[x, greedy_leaf])
+        mode_leaf = view_mode_leaf(view, arrays.leaf_logref, x)
+        bai_regret += arrays.rho[x] * (arrays.max_reward[x] - arrays.leaf_reward[x, mode_leaf])
     value = eng.scalars[S_VALUE]
     m = eng.metrics
-    m[row, 0] = t
-    m[row, 1] = t * batch
-    m[row, 2] = value
-    m[row, 3] = j_star - value
+    m[row, C_ROUND] = t
+    m[row, C_QUERIES] = t * batch
+    m[row, C_VALUE] = value
+    m[row, C_SUBOPT] = j_star - value
     if offline:
-        m[row, 4] = j_star - value
-        m[row, 5] = j_star - value
-        m[row, 6] = math.nan
+        m[row, C_BEST] = j_star - value
+        m[row, C_AVERAGE] = j_star - value
+        m[row, C_REGRET] = math.nan
     else:
-        m[row, 4] = eng.scalars[S_BEST]
-        m[row, 5] = j_star - (value if t == 0 else _average_iterate_value(view, arrays, eng, beta, t))
-        m[row, 6] = eng.scalars[S_REGRET]
-    m[row, 7] = kl
-    m[row, 8] = reward
-    m[row, 9] = argmax_regret
-    m[row, 10] = eng.counters[COUNTER_FAILURES]
-    m[row, 11] = eng.counters[COUNTER_DISAGREEMENTS]
-    m[row, 12] = eng.counters[COUNTER_UNCERTIFIED]
-    m[row, 13] = eng.largest_gap[0]
-    m[row, 14] = eng.counters[COUNTER_SOLVES]
+        m[row, C_BEST] = eng.scalars[S_BEST]
+        m[row, C_AVERAGE] = j_star - (value if t == 0 else _average_iterate_value(view, arrays, eng, beta, t))
+        m[row, C_REGRET] = eng.scalars[S_REGRET]
+    m[row, C_KL] = kl
+    m[row, C_REWARD] = reward
+    m[row, C_ARGMAX] = argmax_regret
+    m[row, C_BAI] = bai_regret
+    m[row, C_DUELING] = eng.scalars[S_DUELING]
+    m[row, C_WEAK] = eng.scalars[S_WEAK]
+    m[row, C_STRONG] = eng.scalars[S_STRONG]
+    m[row, C_FAILURES] = eng.counters[COUNTER_FAILURES]
+    m[row, C_DISAGREEMENTS] = eng.counters[COUNTER_DISAGREEMENTS]
+    m[row, C_UNCERTIFIED] = eng.counters[COUNTER_UNCERTIFIED]
+    m[row, C_GAP] = eng.largest_gap[0]
+    m[row, C_SOLVES] = eng.counters[COUNTER_SOLVES]
 
 
 @njit(cache=True)

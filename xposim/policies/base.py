@@ -40,6 +40,13 @@ from xposim.policies.arrays import EnvArrays
 from xposim.policies.solving import SolverSettings
 from xposim.policies.view import IterateView, new_view
 
+# Names that lived here before the shared structures got their own modules. numba's on-disk cache
+# pickles argument types by module path and unpickles an index before it checks the source stamp, so
+# an index written by an older xposim would fail to load ("Can't get attribute 'PairStore'") instead of
+# being recompiled; these aliases let old indexes load and be discarded as stale.
+from xposim.policies.solving import SolveProblem  # noqa: E402,F401  (cache compatibility)
+from xposim.policies.store import PairStore  # noqa: E402,F401  (cache compatibility)
+
 
 
 def check_optional_bound(bound) -> float | None:

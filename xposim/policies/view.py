@@ -147,6 +147,24 @@ def view_sample_rest(view: IterateView, x: int, fraction: float) -> int:
 
 
 @njit(cache=True)
+def view_mode_leaf(view: IterateView, leaf_logref: np.ndarray, x: int) -> int:
+    """The most likely trajectory of context ``x`` under the view's policy (ties to the lowest leaf).
+
+    ``O(n_leaves)``: the rest leaves' weights ``log pi_ref + rest_logscale`` are scanned one by one
+    (the segment trees hold sums, not maxima). Used at checkpoints only.
+    """
+    best = NEG_INF
+    best_leaf = 0
+    for leaf in range(leaf_logref.shape[1]):
+        slot = view.leaf_slot[x, leaf]
+        w = view.slot_logw[x, slot] if slot >= 0 else leaf_logref[x, leaf] + view.rest_logscale[x]
+        if w > best:
+            best = w
+            best_leaf = leaf
+    return best_leaf
+
+
+@njit(cache=True)
 def view_sample(view: IterateView, x: int, u: float) -> int:
     """Inverse-CDF draw ``tau ~ pi(.|x)`` from ``u in [0, 1)``: slots in slot order, then the rest tree."""
     n = view.n_slots[x]

@@ -1,0 +1,97 @@
+"""Where numba keeps xposim's compiled kernels: one directory per version of the package's code.
+
+numba's on-disk cache (``cache=True``) checks only the stamp of the file that defines a kernel, not
+of the kernels it calls from other files: after an edit (or an in-place upgrade) of a callee, a
+caller's cached machine code would run the OLD callee, silently. It also unpickles a cache index
+before it checks the stamp, so a type that moved between modules breaks the load. xposim therefore
+points numba at a cache directory named by the fingerprint of its own sources (the sha256 of every
+``*.py`` file of the package, the same fingerprint the results store records): code that changed
+in any file compiles afresh, code that did not reuses its kernels across processes and runs.
+
+The directory is ``$NUMBA_CACHE_DIR/xposim-<fingerprint[:16]>`` when ``NUMBA_CACHE_DIR`` is set, else
+``$XDG_CACHE_HOME/xposim/numba/<fingerprint[:16]>`` (``~/.cache`` by default). The three most
+recently used versions are kept; older ones are deleted. This module must run before any kernel is
+decorated: ``xposim/__init__.py`` imports it first.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from pathlib import Path
+
+#: Versions of the compiled kernels kept on disk (the most recently used ones).
+KEEP_VERSIONS = 3
+#: Hex digits of the fingerprint in the directory name.
+NAME_LENGTH = 16
+
+
+def source_files(package_dir: str | Path) -> list[tuple[str, Path]]:
+    """``(relative POSIX path, absolute path)`` of every ``*.py`` file of the package, sorted by
+    relative path; ``__pycache__`` and directories whose name starts with ``.`` are skipped."""
+    root = Path(package_dir)
+    found = []
+    for path in root.rglob("*.py"):
+        relative = path.relative_to(root)
+        if any(part == "__pycache__" or part.startswith(".") for part in relative.parts[:-1]):
+            continue
+        if path.is_file():
+            found.append((relative.as_posix(), path))
+    return sorted(found)
+
+
+def fingerprint_of(package_dir: str | Path) -> str:
+    """sha256 over ``len(path) || path || len(bytes) || bytes`` of every source file (lengths as 8-byte
+    big-endian integers, so no two file sets give the same stream), in :func:`source_files` order."""
+    digest = hashlib.sha256()
+    for relative, path in source_files(package_dir):
+        name = relative.encode("utf-8")
+        data = path.read_bytes()
+        digest.update(len(name).to_bytes(8, "big"))
+        digest.update(name)
+        digest.update(len(data).to_bytes(8, "big"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def kernel_cache_dir(fingerprint: str, environ=os.environ) -> Path:
+    """The cache directory of the code with ``fingerprint`` (module docstring)."""
+    user = environ.get("NUMBA_CACHE_DIR")
+    if user:
+        return Path(user) / f"xposim-{fingerprint[:NAME_LENGTH]}"
+    base = Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "xposim" / "numba" / fingerprint[:NAME_LENGTH]
+
+
+def _prune(current: Path) -> None:
+    """Delete all but the :data:`KEEP_VERSIONS` most recently used sibling versions of ``current``."""
+    try:
+        pattern = "xposim-*" if current.name.startswith("xposim-") else "*"
+        versions = [p for p in current.parent.glob(pattern) if p.is_dir()]
+        versions.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in versions[KEEP_VERSIONS:]:
+            if old != current:
+                shutil.rmtree(old, ignore_errors=True)
+    except OSError:
+        pass
+
+
+def configure(package_dir: str | Path) -> Path | None:
+    """Point numba's cache at this code's directory; returns it (``None`` if it cannot be created:
+    numba then keeps its default, per-source-file cache)."""
+    from numba import config
+
+    directory = kernel_cache_dir(fingerprint_of(package_dir))
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        now = time.time()
+        os.utime(directory, (now, now))
+    except OSError:
+        return None
+    config.CACHE_DIR = str(directory)
+    _prune(directory)
+    return directory
+
+
+CACHE_DIRECTORY = configure(Path(__file__).resolve().parent)
