@@ -64,17 +64,29 @@ def kernel_cache_dir(fingerprint: str, environ=os.environ) -> Path:
     return base / "xposim" / "numba" / fingerprint[:NAME_LENGTH]
 
 
+def _versions(current: Path) -> list[Path]:
+    """The kernel directories of every version of the code beside ``current``, most recent first (only
+    xposim's own: ``xposim-*`` under a user's ``NUMBA_CACHE_DIR``)."""
+    pattern = "xposim-*" if current.name.startswith("xposim-") else "*"
+    versions = [p for p in current.parent.glob(pattern) if p.is_dir()]
+    return sorted(versions, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
 def _prune(current: Path) -> None:
-    """Delete all but the :data:`KEEP_VERSIONS` most recently used sibling versions of ``current``."""
+    """Delete all but the :data:`KEEP_VERSIONS` most recently used versions beside ``current``."""
     try:
-        pattern = "xposim-*" if current.name.startswith("xposim-") else "*"
-        versions = [p for p in current.parent.glob(pattern) if p.is_dir()]
-        versions.sort(key=lambda p: p.stat().st_mtime, reverse=True)
-        for old in versions[KEEP_VERSIONS:]:
+        for old in _versions(current)[KEEP_VERSIONS:]:
             if old != current:
                 shutil.rmtree(old, ignore_errors=True)
     except OSError:
         pass
+
+
+def clear() -> None:
+    """Delete the compiled kernels of every version of the code (``make clean-numba-cache``)."""
+    if CACHE_DIRECTORY is not None:
+        for version in _versions(CACHE_DIRECTORY):
+            shutil.rmtree(version, ignore_errors=True)
 
 
 def configure(package_dir: str | Path) -> Path | None:
