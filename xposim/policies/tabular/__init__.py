@@ -12,16 +12,22 @@ Modules, in the order a reader meets them:
 * :mod:`~xposim.policies.tabular.objective` — the objective of one context, its gradient and curvature;
 * :mod:`~xposim.policies.tabular.newton` — the projected-Newton argmin on the box;
 * :mod:`~xposim.policies.tabular.components` — which minimizer is returned when the argmin is a set;
+* :mod:`~xposim.policies.tabular.certified` — the global minimum of a non-convex (bonus) objective with a
+  proven lower bound (branch-and-bound);
 * :mod:`~xposim.policies.tabular.solve` — the round's argmin context by context (warm start, derivative
-  cache, multi-start for the non-convex bonus objectives);
+  cache, the certified solver for the non-convex bonus objectives);
+* :mod:`~xposim.policies.tabular.round_objective` — one round's argmin from explicit counts
+  (:func:`solve_round_objective`), for checking any round of any run;
 * :mod:`~xposim.policies.tabular.gradient_step` — trl mode;
 * :mod:`~xposim.policies.tabular.policy_class` — :class:`TabularClass`, the :class:`~xposim.policies.base.PolicyClass`.
 """
+from xposim.policies.tabular.certified import certified_minimize, new_certificate_workspace
 from xposim.policies.tabular.components import recenter_components
 from xposim.policies.tabular.gradient_step import tabular_gradient_step
 from xposim.policies.tabular.newton import kink_stationary, projected_gradient_norm, projected_newton
 from xposim.policies.tabular.objective import context_objective, objective_value
 from xposim.policies.tabular.policy_class import TabularClass
+from xposim.policies.tabular.round_objective import RoundSolution, solve_round_objective
 from xposim.policies.tabular.solve import tabular_solve, tabular_solve_context
 from xposim.policies.tabular.state import TabularState, Workspace, new_workspace
 
@@ -39,4 +45,8 @@ __all__ = [
     "tabular_solve",
     "tabular_solve_context",
     "tabular_gradient_step",
+    "certified_minimize",
+    "new_certificate_workspace",
+    "solve_round_objective",
+    "RoundSolution",
 ]

@@ -73,6 +73,9 @@ class TabularClass(PolicyClass):
             cache_weight=np.ones((n_contexts, n_leaves)),
             cache_valid=np.zeros(n_contexts, dtype=np.bool_),
             champion_starts=bool(settings.champion_starts),
+            certify=settings.argmin == "certified",
+            certificate_gap=float(settings.certificate_gap),
+            max_nodes=int(settings.max_nodes),
         )
 
     def initial_view(self, arrays: EnvArrays, state: TabularState) -> IterateView:
@@ -85,13 +88,15 @@ class TabularClass(PolicyClass):
 
     def solver_workspace(self, arrays: EnvArrays, settings: SolverSettings, pair_capacity: int) -> Workspace:
         """Scratch memory of the argmin (:func:`~xposim.policies.tabular.state.new_workspace`)."""
-        return new_workspace(arrays.leaf_logref.shape[1], pair_capacity, settings.dense_limit)
+        return new_workspace(arrays.leaf_logref.shape[1], pair_capacity, settings.dense_limit,
+                             settings.max_nodes if settings.argmin == "certified" else 0)
 
     def solve(self, problem: SolveProblem, state: TabularState, view: IterateView, contexts: np.ndarray,
               workspace: Workspace | None = None) -> None:
         """The argmin of every flagged context (:func:`~xposim.policies.tabular.solve.tabular_solve`)."""
         if workspace is None:
-            workspace = new_workspace(state.values.shape[1], problem.store.edge_weight.shape[0], state.dense_limit)
+            workspace = new_workspace(state.values.shape[1], problem.store.edge_weight.shape[0], state.dense_limit,
+                                      state.max_nodes if state.certify else 0)
         tabular_solve(state, view, state.leaf_logref, problem, workspace, contexts)
 
     def gradient_step(self, problem: SolveProblem, state: TabularState, view: IterateView, batch,

@@ -21,7 +21,7 @@ from numba import njit
 
 from xposim._jit import internal_kernel
 from xposim.losses.bonus import bonus_loss
-from xposim.losses.kinds import BONUS_NONE, PAIR_DPO, PAIR_IPO
+from xposim.losses.kinds import BONUS_NONE, PAIR_CHIPO, PAIR_DPO, PAIR_IPO
 from xposim.losses.pair import pair_loss
 from xposim.numerics import NEG_INF
 from xposim.policies.solving import (
@@ -32,10 +32,13 @@ from xposim.policies.solving import (
     COUNTER_SOLVES,
     SolveProblem,
     improves_on,
+    may_be_nonconvex,
+    record_certificate,
     values_disagree,
 )
 from xposim.policies.store import store_gather
 from xposim.policies.view import IterateView, view_normalize
+from xposim.policies.tabular.certified import CERTIFIED, certified_minimize, supported_kinds
 from xposim.policies.tabular.components import recenter_components
 from xposim.policies.tabular.newton import projected_gradient_norm, kink_stationary, projected_newton
 from xposim.policies.tabular.objective import context_objective
@@ -229,13 +232,20 @@ def tabular_solve_context(state: TabularState, view: IterateView, leaf_logref: n
         state.cache_count[x, s] = 0.0
         state.cache_weight[x, s] = 1.0
     state.known[x] = view.n_slots[x]
-    champions = state.champion_starts and _bonus_active(problem, x, view.n_slots[x])
-    # the warm start (previous iterate): the derivative cache can certify it without a solve
+    bonus_active = _bonus_active(problem, x, view.n_slots[x])
+    champions = state.champion_starts and bonus_active
+    # a non-convex objective (THEORY 3): the certified solver runs every time (a stationary warm start
+    # is not a global minimum); convex objectives: any stationary point is the argmin
+    nonconvex = may_be_nonconvex(problem.pair_kind, problem.bonus_kind, problem.alpha) and (
+        bonus_active or problem.pair_kind == PAIR_CHIPO)
+    certify = state.certify and nonconvex and supported_kinds(problem.pair_kind, problem.bonus_kind)
+    # the warm start (previous iterate): the derivative cache can show it stationary without a solve
     incremental = _try_incremental(state, view, leaf_logref, problem, ws, x)
-    if incremental and not champions:
+    if incremental and not (champions or certify):
         problem.counters[COUNTER_SOLVES] += 1
+        if nonconvex:
+            record_certificate(problem.counters, problem.largest_gap, 0.0, NEG_INF, False)
         return
-    bonus_active = champions or _bonus_active(problem, x, view.n_slots[x])
     n, k, n_edges, scale = _load_context(state, view, problem, ws, x)
     for s in range(k):
         ws.lw[s] = leaf_logref[x, view.slot_leaf[x, s]]
@@ -300,6 +310,17 @@ def tabular_solve_context(state: TabularState, view: IterateView, leaf_logref: n
         converged = best_converged
         if disagreement:
             problem.counters[COUNTER_DISAGREEMENTS] += 1
+    # Alg.1's argmin is global: the certified branch-and-bound, seeded with the local solution above
+    if certify and n <= ws.certificate.box_lo.shape[0]:
+        value, lower, status, nodes = certified_minimize(
+            n, k, ws.v, ws, ws.certificate, n_edges, problem.pair_kind, problem.pair_param, problem.bonus_kind,
+            problem.alpha, beta, lo, hi, max(scale, 1.0), state.tolerance, state.max_iterations, state.dense_limit,
+            state.certificate_gap, state.max_nodes)
+        record_certificate(problem.counters, problem.largest_gap, value, lower, status == CERTIFIED)
+        converged = True
+        searched = True
+    elif nonconvex:  # a local method (or a context too large for the certificate): no lower bound
+        record_certificate(problem.counters, problem.largest_gap, value, NEG_INF, False)
     if not converged:
         problem.counters[COUNTER_FAILURES] += 1
     if not bonus_active and (problem.pair_kind == PAIR_DPO or problem.pair_kind == PAIR_IPO):

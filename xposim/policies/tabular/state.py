@@ -19,6 +19,10 @@ import numpy as np
 
 
 
+#: Largest number of variables (observed responses of a context, plus the unobserved aggregate) the
+#: certified solver takes; a context with more is solved locally and reported uncertified.
+MAX_CERTIFIED_VARIABLES = 256
+
 TabularState = namedtuple(
     "TabularState",
     [
@@ -42,6 +46,9 @@ TabularState = namedtuple(
         "cache_weight",  # (nc, L) bonus weights in the cached objective
         "cache_valid",  # (nc,) bool
         "champion_starts",  # bool: one extra start per variable (SolverSettings.champion_starts)
+        "certify",  # bool: certified global argmin of non-convex objectives (SolverSettings.argmin)
+        "certificate_gap",  # float: relative gap of a certified solve
+        "max_nodes",  # int: branch-and-bound budget per solve
     ],
 )
 TabularState.__doc__ = """Parameters of the tabular class (module docstring) and its solver settings."""
@@ -57,15 +64,22 @@ Workspace = namedtuple(
         "component",  # (L + 1,) int64 union-find parents
         "hessian",  # (dense_limit, dense_limit)
         "scratch",  # (L + 1,)
+        "certificate",  # CertificateWorkspace of the branch-and-bound (xposim.policies.tabular.certified)
     ],
 )
 
 
-def new_workspace(n_leaves: int, edge_capacity: int, dense_limit: int) -> Workspace:
-    """Scratch memory of the solver: ``O(n_leaves + edges + dense_limit^2)`` floats."""
+def new_workspace(n_leaves: int, edge_capacity: int, dense_limit: int, max_nodes: int = 0) -> Workspace:
+    """Scratch memory of the solver: ``O(n_leaves + edges + dense_limit^2)`` floats, plus the
+    branch-and-bound's ``O(max_nodes * m + m^2)`` with ``m = min(n_leaves + 1, MAX_CERTIFIED_VARIABLES)``
+    when ``max_nodes > 0`` (a certified solver)."""
+    from xposim.policies.tabular.certified import new_certificate_workspace
+
     n = n_leaves + 1
     e = max(int(edge_capacity), 1)
     f = lambda size: np.zeros(size)  # noqa: E731
+    certificate = (new_certificate_workspace(min(n, MAX_CERTIFIED_VARIABLES), max_nodes) if max_nodes > 0
+                   else new_certificate_workspace(1, 1))
     return Workspace(
         edge_a=np.zeros(e, dtype=np.int64), edge_b=np.zeros(e, dtype=np.int64), edge_w=f(e),
         h_cc=f(e), h_cr=f(e), h_rr=f(e),
@@ -76,4 +90,5 @@ def new_workspace(n_leaves: int, edge_capacity: int, dense_limit: int) -> Worksp
         component=np.zeros(n, dtype=np.int64),
         hessian=np.zeros((dense_limit, dense_limit)),
         scratch=f(n),
+        certificate=certificate,
     )
