@@ -8,11 +8,24 @@
 * alpha schedules :class:`ConstantAlpha`, :class:`TheoryAlpha` (``c beta / sqrt(T)``),
   :class:`DecayingAlpha`;
 * :func:`run_learner` — one learner, one seed (``xposim.simulate`` runs many).
+* reward-model explorers (:mod:`xposim.learners.reward_models`): :class:`MaxInP`, :class:`CoLSTIM`,
+  :class:`ThompsonEE`, :class:`ThompsonBAI`, :class:`PassiveMLE`, :class:`PessimisticMLE` (``"maxinp"``,
+  ``"colstim"``, ``"thompson_ee"``, ``"thompson_bai"``, ``"passive_mle"``, ``"pessimistic_mle"``).
 """
 from xposim.learners.config import ConstantAlpha, DecayingAlpha, LearnerConfig, TheoryAlpha
 from xposim.learners.dpo import IPO, ChiPO, OfflineDPO, OnlineDPO
 from xposim.learners.optimism import COPO, POPO, SELM, VPO
 from xposim.learners.registry import LEARNERS, learner_names, loss_spec, make_learner, register_learner
+from xposim.learners.reward_models import (
+    CoLSTIM,
+    MaxInP,
+    PassiveMLE,
+    PessimisticMLE,
+    RewardModelLearner,
+    ThompsonBAI,
+    ThompsonEE,
+    run_reward_model,
+)
 from xposim.learners.runner import RunResult, default_checkpoints, run_learner
 from xposim.learners.xpo import XPO
 
@@ -30,6 +43,14 @@ __all__ = [
     "SELM",
     "POPO",
     "COPO",
+    "RewardModelLearner",
+    "MaxInP",
+    "CoLSTIM",
+    "ThompsonEE",
+    "ThompsonBAI",
+    "PassiveMLE",
+    "PessimisticMLE",
+    "run_reward_model",
     "LEARNERS",
     "learner_names",
     "make_learner",

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from xposim.learners.config import LearnerConfig
 from xposim.learners.dpo import IPO, ChiPO, OfflineDPO, OnlineDPO
 from xposim.learners.optimism import COPO, POPO, SELM, VPO
+from xposim.learners.reward_models.config import REWARD_MODEL_LEARNERS
 from xposim.learners.xpo import XPO
 from xposim.losses import LossSpec
 from xposim.losses.kinds import BONUS_NAMES, PAIR_NAMES
@@ -35,6 +36,8 @@ LEARNERS: dict[str, tuple[type[LearnerConfig], dict]] = {
     "popo": (POPO, {}),
     "se_popo": (POPO, {"self_exploring": True}),
     "copo": (COPO, {}),
+    # reward-model explorers (issue 12): maxinp, colstim, thompson_ee, thompson_bai, passive_mle, pessimistic_mle
+    **{name: (cls, {}) for name, cls in REWARD_MODEL_LEARNERS.items()},
 }
 
 

@@ -311,6 +311,11 @@ def run_learner(
     beta = check_beta(beta)
     rounds = check_rounds(rounds)
     checkpoints = check_checkpoints(checkpoints, rounds)
+    from xposim.learners.reward_models import RewardModelLearner, run_reward_model  # issue 12 (lazy import)
+
+    if isinstance(learner, RewardModelLearner):  # fit-a-reward-model learners have their own round loop
+        return run_reward_model(env, learner, beta, rounds, checkpoints, seed, optimal_value,
+                                chunk_rounds=chunk_rounds, on_chunk=on_chunk)
     pclass = resolve_policy_class(policy_class)
     pclass.validate(env)
     plan = learner.plan(env.r_max, rounds)
