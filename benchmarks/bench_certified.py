@@ -28,23 +28,14 @@ import time
 import numpy as np
 
 from xposim.policies.tabular import certified as C
-from xposim.policies.tabular import new_workspace, projected_newton
-from xposim.reference.certified_numpy import audit_problem
+from xposim.policies.tabular import projected_newton
+from xposim.reference.certified_numpy import audit_problem, workspace_of
 
 DENSE_LIMIT = 128
 
 
 def load(problem: dict):
-    n, e = problem["n"], len(problem["edge_a"])
-    ws = new_workspace(n, max(e, 1), DENSE_LIMIT)
-    ws.lw[:n] = problem["lw"]
-    ws.lref[:n] = problem["lref"]
-    ws.mcount[:n] = problem["mcount"]
-    ws.bweight[:n] = problem["bweight"]
-    ws.edge_a[:e] = problem["edge_a"]
-    ws.edge_b[:e] = problem["edge_b"]
-    ws.edge_w[:e] = problem["edge_w"]
-    return ws
+    return workspace_of(problem, DENSE_LIMIT)
 
 
 def args_of(problem: dict) -> tuple:

@@ -28,7 +28,7 @@ from xposim.losses.kinds import (
     PAIR_IPO,
 )
 from xposim.policies.tabular import certified as C
-from xposim.policies.tabular import context_objective, new_workspace, projected_newton
+from xposim.policies.tabular import context_objective, projected_newton
 from xposim.reference import certified_numpy as R
 from xposim.reference import losses_numpy as L
 from xposim.reference.learners_numpy import BONUS_NAMES, PAIR_NAMES
@@ -40,17 +40,8 @@ BB = C.new_certificate_workspace(16, MAX_NODES)
 
 # =============================================================================== helpers
 def load(problem: dict, dense_limit: int = 16):
-    """A Workspace holding ``problem`` (fields filled directly, as the solver's loader does)."""
-    n, e = problem["n"], len(problem["edge_a"])
-    ws = new_workspace(n, max(e, 1), dense_limit)
-    ws.lw[:n] = problem["lw"]
-    ws.lref[:n] = problem["lref"]
-    ws.mcount[:n] = problem["mcount"]
-    ws.bweight[:n] = problem["bweight"]
-    ws.edge_a[:e] = problem["edge_a"]
-    ws.edge_b[:e] = problem["edge_b"]
-    ws.edge_w[:e] = problem["edge_w"]
-    return ws
+    """A Workspace holding ``problem`` (:func:`xposim.reference.certified_numpy.workspace_of`)."""
+    return R.workspace_of(problem, dense_limit)
 
 
 def scale_of(problem: dict) -> float:

@@ -403,3 +403,20 @@ def audit_problem(rng: np.random.Generator, n_arms: int, rounds: int, beta: floa
         if unobserved:
             g = float(solution[k])
     return problem, warm, np.array(values + ([g] if problem["n"] > problem["k"] else []))
+
+
+def workspace_of(problem: dict, dense_limit: int = 16):
+    """A tabular-solver Workspace holding ``problem`` (as :func:`audit_problem` returns it; fields filled
+    directly, as the solver's loader does): what the numba kernels take."""
+    from xposim.policies.tabular.state import new_workspace
+
+    n, e = problem["n"], len(problem["edge_a"])
+    ws = new_workspace(n, max(e, 1), dense_limit)
+    ws.lw[:n] = problem["lw"]
+    ws.lref[:n] = problem["lref"]
+    ws.mcount[:n] = problem["mcount"]
+    ws.bweight[:n] = problem["bweight"]
+    ws.edge_a[:e] = problem["edge_a"]
+    ws.edge_b[:e] = problem["edge_b"]
+    ws.edge_w[:e] = problem["edge_w"]
+    return ws

@@ -110,7 +110,7 @@ from xposim.losses.kinds import (
 )
 from xposim.losses.pair import pair_loss, pair_loss_hessian
 from xposim.numerics import NEG_INF
-from xposim.policies.tabular.newton import projected_newton
+from xposim.policies.tabular.newton import cholesky_substitute, projected_newton
 from xposim.policies.tabular.objective import context_objective
 from xposim.policies.tabular.state import Workspace
 #: ``value - lower_bound <= relative_gap * max(1, |value|)``: the point is a certified global minimizer.
@@ -441,15 +441,8 @@ def _newton_direction(nf: int, ws: Workspace, bb: CertificateWorkspace, n_edges:
         tau = 1e3 * tau + 1e-9 * max_diag
     y = bb.step
     for i in range(nf):
-        s = -bb.grad[bb.free_index[i]]
-        for q in range(i):
-            s -= low[i, q] * y[q]
-        y[i] = s / low[i, i]
-    for i in range(nf - 1, -1, -1):
-        s = y[i]
-        for q in range(i + 1, nf):
-            s -= low[q, i] * y[q]
-        y[i] = s / low[i, i]
+        y[i] = -bb.grad[bb.free_index[i]]
+    cholesky_substitute(low, nf, y)
     for i in range(nf):
         bb.direction[bb.free_index[i]] = y[i]
 

@@ -29,6 +29,22 @@ from xposim.policies.tabular.objective import _curvature, _hessian_vector, conte
 from xposim.policies.tabular.state import Workspace
 
 
+@internal_kernel
+def cholesky_substitute(low: np.ndarray, nf: int, y: np.ndarray) -> None:
+    """``y <- (L L^T)^{-1} y`` on the first ``nf`` entries, ``L`` the lower triangle of ``low`` (forward
+    then backward substitution; the right-hand side is in ``y`` on entry)."""
+    for i in range(nf):
+        total = y[i]
+        for m in range(i):
+            total -= low[i, m] * y[m]
+        y[i] = total / low[i, i]
+    for i in range(nf - 1, -1, -1):
+        total = y[i]
+        for m in range(i + 1, nf):
+            total -= low[m, i] * y[m]
+        y[i] = total / low[i, i]
+
+
 @njit(cache=True)
 def _dense_newton_direction(nf: int, ws: Workspace, n_edges: int, s_total: float, s_curv: float,
                             beta: float) -> int:
@@ -124,15 +140,8 @@ def _dense_newton_direction(nf: int, ws: Workspace, n_edges: int, s_total: float
     # solve L y = -g_F, then L^T d = y
     y = ws.cg_x
     for i in range(nf):
-        total = -ws.grad[ws.free_index[i]]
-        for m in range(i):
-            total -= hmat[i, m] * y[m]
-        y[i] = total / hmat[i, i]
-    for i in range(nf - 1, -1, -1):
-        total = y[i]
-        for m in range(i + 1, nf):
-            total -= hmat[m, i] * y[m]
-        y[i] = total / hmat[i, i]
+        y[i] = -ws.grad[ws.free_index[i]]
+    cholesky_substitute(hmat, nf, y)
     for i in range(nf):
         ws.direction[ws.free_index[i]] = y[i]
     return 1 if tau <= 1e-6 * max_diag else 2
