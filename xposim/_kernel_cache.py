@@ -89,12 +89,12 @@ def clear() -> None:
             shutil.rmtree(version, ignore_errors=True)
 
 
-def configure(package_dir: str | Path) -> Path | None:
-    """Point numba's cache at this code's directory; returns it (``None`` if it cannot be created:
-    numba then keeps its default, per-source-file cache)."""
+def configure(fingerprint: str) -> Path | None:
+    """Point numba's cache at the directory of the code with ``fingerprint``; returns it (``None`` if it
+    cannot be created: numba then keeps its default, per-source-file cache)."""
     from numba import config
 
-    directory = kernel_cache_dir(fingerprint_of(package_dir))
+    directory = kernel_cache_dir(fingerprint)
     try:
         directory.mkdir(parents=True, exist_ok=True)
         now = time.time()
@@ -106,4 +106,7 @@ def configure(package_dir: str | Path) -> Path | None:
     return directory
 
 
-CACHE_DIRECTORY = configure(Path(__file__).resolve().parent)
+#: The fingerprint of the package's sources as imported by this process (also the results store's
+#: code fingerprint: :func:`xposim.harness.fingerprint.code_fingerprint`).
+FINGERPRINT = fingerprint_of(Path(__file__).resolve().parent)
+CACHE_DIRECTORY = configure(FINGERPRINT)

@@ -14,11 +14,10 @@ source file of the package changes it; an edit elsewhere (tests, docs, results) 
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 from xposim._kernel_cache import fingerprint_of, source_files
 
-__all__ = ["code_fingerprint", "short_fingerprint", "package_version", "source_files", "SHORT_LENGTH",
+__all__ = ["code_fingerprint", "short_fingerprint", "package_version", "fingerprint_of", "source_files", "SHORT_LENGTH",
            "UNKNOWN"]
 
 #: Hex digits of the short form.
@@ -27,16 +26,12 @@ SHORT_LENGTH = 12
 UNKNOWN = "unknown"
 
 
-def _package_dir() -> Path:
-    import xposim
-
-    return Path(xposim.__file__).resolve().parent
-
-
-@functools.lru_cache(maxsize=1)
 def code_fingerprint() -> str:
-    """The full fingerprint of the installed ``xposim`` package, computed once per process."""
-    return fingerprint_of(_package_dir())
+    """The full fingerprint of the installed ``xposim`` package, computed once per process (at import,
+    by :mod:`xposim._kernel_cache`, which keys numba's kernel cache by it)."""
+    from xposim import _kernel_cache
+
+    return _kernel_cache.FINGERPRINT
 
 
 def short_fingerprint() -> str:
