@@ -12,9 +12,15 @@ Tables (medians over seeds, after a warm-up run so numba compilation is excluded
      tolerance 1e-8 on the per-sample projected gradient), same seeds, same rounds: ratio over whole
      runs, and (2b) per-round cost in a late window (rounds 4001-5000) once the data have piled up;
   3. per-round cost of XPO and online DPO at t = 10^3, 10^4, 10^5 (flat in t?);
-  4. threads vs processes for a 64-seed sweep; with --sweep the full 64-seed 10^5-round sweep.
+  4. threads vs processes for a 64-seed sweep; with --sweep the full 64-seed 10^5-round sweep;
+  6. XPO's argmin (issue #11): the certified default against the warm-start local solver and champion
+     starts, on one context with K = 4, 16, 64 arms (random_token_mdp(1, K, 1)) and on
+     random_token_mdp(4, 4, 5): per-round cost at t = 10^3 and 10^4 (the round's chunk of 100), whole-run
+     time, the share of solves certified (1 - uncertified / solves) and the largest certified gap.
+     Champion starts are run only to --champion-rounds (their per-round cost grows with K; the table
+     says where a cell was not run).
 
-Usage: python benchmarks/bench_learners.py [--quick] [--sweep] [--sections 1,2,3,4]
+Usage: python benchmarks/bench_learners.py [--quick] [--sweep] [--sections 1,2,3,4,6] [--seeds N]
 """
 from __future__ import annotations
 
@@ -27,6 +33,7 @@ import numpy as np
 
 from xposim.envs import linear_bandit, random_token_mdp
 from xposim.learners import make_learner, run_learner
+from xposim.policies.solving import COUNTER_SOLVES
 from xposim.reference.learners_numpy import reference_run
 from xposim.simulation import simulate
 
@@ -139,11 +146,68 @@ def executor_table(env, rounds, seeds):
         print(f"{executor:10s} wall {wall:7.1f} s   aggregate {seeds * rounds / wall:9.0f} rounds/s")
 
 
+SOLVERS = {"certified": {}, "local": {"argmin": "local"}, "champion": {"argmin": "local", "champion_starts": True}}
+
+
+def argmin_run(env, solver, rounds, seed, marks):
+    """One XPO run (alpha = 0.01) with ``solver``: (whole seconds, {t: per-round us}, uncertified, solves, gap)."""
+    from xposim.learners.config import SolverSettings
+
+    costs = {}
+
+    def record(first, last, seconds):
+        for m in marks:
+            if first <= m <= last:
+                costs[m] = 1e6 * seconds / (last - first + 1)
+
+    learner = make_learner("xpo", alpha=0.01, solver=SolverSettings(**SOLVERS[solver]))
+    started = time.perf_counter()
+    result = run_learner(env, learner, BETA, rounds, checkpoints=[rounds], seed=seed, chunk_rounds=100,
+                         on_chunk=record)
+    wall = time.perf_counter() - started
+    row = dict(zip(result.columns, result.metrics[-1]))
+    return wall, costs, row["uncertified_solves"], int(result.counters[COUNTER_SOLVES]), row["max_certified_gap"]
+
+
+def argmin_table(seeds, rounds, champion_rounds, workers):
+    marks = [m for m in (10**3, 10**4) if m <= rounds]
+    envs = {f"K={k}": random_token_mdp(1, k, 1, seed=0) for k in (4, 16, 64)}
+    envs["tree(4,4,5)"] = random_token_mdp(4, 4, 5, seed=0)
+    print(f"\n6. XPO (alpha = 0.01, beta = {BETA}) argmin: certified vs local vs champion starts; median over {seeds} "
+          f"seeds of per-round cost (us) in the chunk of 100 rounds ending at t, and of the whole run "
+          f"({rounds} rounds; champion starts {champion_rounds}); certified share = solves with a proof / solves")
+    head = f"{'case':12s}{'solver':11s}" + "".join(f"{'us@t=' + str(m):>12s}" for m in marks)
+    print(head + f"{'run s':>9s}{'certified':>11s}{'max gap':>10s}{'x local@' + str(marks[-1]):>14s}")
+    for case, env in envs.items():
+        local_cost = None
+        for solver in ("local", "certified", "champion"):
+            horizon = rounds if solver != "champion" else min(rounds, champion_rounds)
+            argmin_run(env, solver, 3, 0, [])  # warm-up (compilation)
+            with futures.ThreadPoolExecutor(workers) as pool:
+                runs = list(pool.map(lambda s: argmin_run(env, solver, horizon, s, marks), range(seeds)))
+            cells = []
+            for m in marks:
+                values = [r[1][m] for r in runs if m in r[1]]
+                cells.append(f"{statistics.median(values):12.1f}" if values else f"{'not run':>12s}")
+            last = [r[1][marks[-1]] for r in runs if marks[-1] in r[1]]
+            if solver == "local":
+                local_cost = statistics.median(last)
+            ratio = f"{statistics.median(last) / local_cost:13.1f}x" if last and local_cost else f"{'':>14s}"
+            share = 1.0 - sum(r[2] for r in runs) / max(sum(r[3] for r in runs), 1)
+            gap = max(r[4] for r in runs)
+            print(f"{case:12s}{solver:11s}" + "".join(cells) + f"{statistics.median(r[0] for r in runs):9.1f}"
+                  f"{share:11.2%}{gap:10.1e}{ratio}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer seeds and rounds (about a minute)")
     parser.add_argument("--sweep", action="store_true", help="also time the 64-seed 10^5-round XPO sweep on bandit64")
-    parser.add_argument("--sections", default="1,2,3,4", help="comma-separated tables to run (default 1,2,3,4)")
+    parser.add_argument("--sections", default="1,2,3,4", help="comma-separated tables to run (default 1,2,3,4; "
+                        "6 is the argmin comparison)")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds of section 6 (default 64, quick 4)")
+    parser.add_argument("--champion-rounds", type=int, default=None,
+                        help="rounds of the champion-start runs of section 6 (default 1100, quick 1100)")
     args = parser.parse_args()
     sections = {int(x) for x in args.sections.split(",") if x.strip()}
     envs = cases()
@@ -157,6 +221,8 @@ def main() -> None:
             flatness_table(envs["bandit64"], 10**4)
         if 4 in sections:
             executor_table(envs["bandit64"], 2000, 8)
+        if 6 in sections:
+            argmin_table(args.seeds or 4, 1100, args.champion_rounds or 1100, workers=2)
     else:
         if 1 in sections:
             throughput_table(envs, {"bandit64": 10**4, "tree": 1000, "linear": 1000}, seeds=64, workers=2)
@@ -167,6 +233,8 @@ def main() -> None:
             flatness_table(envs["bandit64"], 10**5)
         if 4 in sections:
             executor_table(envs["bandit64"], 10**4, 64)
+        if 6 in sections:
+            argmin_table(args.seeds or 64, 10**4, args.champion_rounds or 1100, workers=2)
     if args.sweep:
         started = time.perf_counter()
         simulate(envs["bandit64"], "xpo", BETA, 10**5, seeds=64, workers=2)

@@ -167,3 +167,11 @@ def test_censored_quantile_trend_recovers_exponential_growth_and_flags_censoring
     trend2 = stats.censored_quantile_trend(1.0 / (8.0 * betas), capped, flags, q=0.5, n_resamples=100, seed=1)
     assert list(trend2.censored) == [False, False, False, True]
     assert trend2.fit.n_points == 3
+    # per-point intervals: the bootstrap percentile interval of each group's quantile, around its estimate;
+    # a censored point's upper end is infinite
+    for j in range(betas.size):
+        assert trend.low[j] <= trend.quantiles[j] <= trend.high[j]
+    assert np.isfinite(trend.high[:3]).all()  # (the last median, ~2,870, is near the 3,000 budget)
+    assert trend2.high[3] == math.inf and np.isfinite(trend2.high[:3]).all()
+    true_median = math.log(2) * np.exp(1.0 / (8.0 * betas[:2]))
+    assert (trend.low[:2] < true_median).all() and (true_median < trend.high[:2]).all()

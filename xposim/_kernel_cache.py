@@ -4,9 +4,13 @@ numba's on-disk cache (``cache=True``) checks only the stamp of the file that de
 of the kernels it calls from other files: after an edit (or an in-place upgrade) of a callee, a
 caller's cached machine code would run the OLD callee, silently. It also unpickles a cache index
 before it checks the stamp, so a type that moved between modules breaks the load. xposim therefore
-points numba at a cache directory named by the fingerprint of its own sources (the sha256 of every
-``*.py`` file of the package, the same fingerprint the results store records): code that changed
-in any file compiles afresh, code that did not reuses its kernels across processes and runs.
+points numba at a cache directory named by the *kernel fingerprint*: the sha256 of every ``*.py`` file
+of the package except those no kernel can reach (:data:`KERNEL_FREE`: the harness, the command line,
+the numpy references; numba freezes the globals a kernel reads at compile time, so a module is only
+left out when no kernel imports from it, which ``tests/test_kernel_cache.py`` checks). Code that
+changed in any other file compiles afresh, code that did not reuses its kernels across processes and
+runs; an edit of an experiment's analysis or of a plot does not recompile. The results store records
+the fingerprint of *every* file (:data:`FINGERPRINT`): a cell's code includes the harness.
 
 The directory is ``$NUMBA_CACHE_DIR/xposim-<fingerprint[:16]>`` when ``NUMBA_CACHE_DIR`` is set, else
 ``$XDG_CACHE_HOME/xposim/numba/<fingerprint[:16]>`` (``~/.cache`` by default). The three most
@@ -27,6 +31,16 @@ KEEP_VERSIONS = 3
 NAME_LENGTH = 16
 
 
+#: Package paths (relative POSIX; a trailing ``/`` is a directory) that define no kernel and that no
+#: kernel-defining module imports from: left out of :data:`KERNEL_FINGERPRINT`.
+KERNEL_FREE = ("harness/", "reference/", "cli.py", "commands.py", "demo.py", "__main__.py", "lm/cli.py")
+
+
+def kernel_free(relative: str) -> bool:
+    """Whether the package file ``relative`` is in :data:`KERNEL_FREE`."""
+    return any(relative.startswith(entry) if entry.endswith("/") else relative == entry for entry in KERNEL_FREE)
+
+
 def source_files(package_dir: str | Path) -> list[tuple[str, Path]]:
     """``(relative POSIX path, absolute path)`` of every ``*.py`` file of the package, sorted by
     relative path; ``__pycache__`` and directories whose name starts with ``.`` are skipped."""
@@ -41,11 +55,14 @@ def source_files(package_dir: str | Path) -> list[tuple[str, Path]]:
     return sorted(found)
 
 
-def fingerprint_of(package_dir: str | Path) -> str:
+def fingerprint_of(package_dir: str | Path, kernels_only: bool = False) -> str:
     """sha256 over ``len(path) || path || len(bytes) || bytes`` of every source file (lengths as 8-byte
-    big-endian integers, so no two file sets give the same stream), in :func:`source_files` order."""
+    big-endian integers, so no two file sets give the same stream), in :func:`source_files` order;
+    ``kernels_only``: without the :func:`kernel_free` files."""
     digest = hashlib.sha256()
     for relative, path in source_files(package_dir):
+        if kernels_only and kernel_free(relative):
+            continue
         name = relative.encode("utf-8")
         data = path.read_bytes()
         digest.update(len(name).to_bytes(8, "big"))
@@ -106,7 +123,9 @@ def configure(fingerprint: str) -> Path | None:
     return directory
 
 
-#: The fingerprint of the package's sources as imported by this process (also the results store's
-#: code fingerprint: :func:`xposim.harness.fingerprint.code_fingerprint`).
+#: The fingerprint of the package's sources as imported by this process (the results store's code
+#: fingerprint: :func:`xposim.harness.fingerprint.code_fingerprint`).
 FINGERPRINT = fingerprint_of(Path(__file__).resolve().parent)
-CACHE_DIRECTORY = configure(FINGERPRINT)
+#: The fingerprint of the sources kernels can reach: names the directory of the compiled kernels.
+KERNEL_FINGERPRINT = fingerprint_of(Path(__file__).resolve().parent, kernels_only=True)
+CACHE_DIRECTORY = configure(KERNEL_FINGERPRINT)

@@ -356,6 +356,10 @@ class QuantileTrend:
     censored: np.ndarray
     budgets: np.ndarray
     censored_resample_fraction: float
+    low: np.ndarray | None = None
+    """Per covariate value: the bootstrap percentile interval of the quantile (``inf`` where a
+    resample's quantile is censored); ``None`` when fewer than two values are observed."""
+    high: np.ndarray | None = None
 
 
 def censored_quantile_trend(
@@ -394,11 +398,13 @@ def censored_quantile_trend(
     rng = make_rng(seed)
     slopes = []
     n_censored_draws = 0
-    for _ in range(int(n_resamples)):
+    draws = np.empty((int(n_resamples), len(groups)))  # per group, inf where censored
+    for i in range(int(n_resamples)):
         values = []
-        for (t, e), budget in zip(groups, budgets):
+        for j, ((t, e), budget) in enumerate(zip(groups, budgets)):
             row = rng.integers(0, t.size, size=t.size)
             value = km_quantile(kaplan_meier(t[row], e[row]), q)
+            draws[i, j] = max(value, 1.0)
             if not math.isfinite(value):
                 n_censored_draws += 1
                 value = budget
@@ -408,5 +414,6 @@ def censored_quantile_trend(
     low, high = np.quantile(slopes, [0.5 - level / 2.0, 0.5 + level / 2.0])
     fit = SlopeFit(ols.slope, ols.intercept, float(low), float(high), level, int(keep.sum()), ols.r_squared,
                    "bootstrap")
+    bounds = np.array([_inf_quantiles(draws[:, j], level) for j in range(len(groups))])
     return QuantileTrend(fit, ols, q, cov, quantiles, censored, budgets,
-                         n_censored_draws / (n_resamples * len(groups)))
+                         n_censored_draws / (n_resamples * len(groups)), bounds[:, 0], bounds[:, 1])

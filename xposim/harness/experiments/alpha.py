@@ -100,7 +100,9 @@ def analyze(results: pd.DataFrame, settings: dict[str, Any], directory: Path) ->
                 pos = ratios > 0
                 ivs = [stats.mean_interval(wide[c].to_numpy()) for c in wide.columns]
                 # one colour per beta (shared with its theory line), solid at the largest T
-                curves.append(plots.Curve(f"β = {beta:g}, T = {T}", ratios[pos] * beta, means[pos],
+                # the legend names each beta once (its solid curve); line style says T (legend entries below)
+                curves.append(plots.Curve(f"β = {beta:g}" if T == T_max else f"_β = {beta:g}, T = {T}",
+                                          ratios[pos] * beta, means[pos],
                                           np.array([v.low for v in ivs])[pos], np.array([v.high for v in ivs])[pos],
                                           color=plots.color_for("", betas.index(beta)),
                                           linestyle="-" if T == T_max else "--"))
@@ -171,9 +173,11 @@ def analyze(results: pd.DataFrame, settings: dict[str, Any], directory: Path) ->
     figures = plots.curve_plot(
         directory, "alpha_ablation", "E5: XPO average regret vs bonus weight α (constant in the run)", "α",
         "average regret (1/T)Σ J(π*) − J(π_t) (mean, 95% t-band)", curves,
-        [plots.Line(f"theory: best α ∝ β/√T (β = {b:g}, T = {T_max}, through the best measured)",
+        [plots.Line("theory: best α ∝ β/√T, one dotted line per β through its best α" if i == 0 else f"_theory β = {b:g}",
                     [best[(b, T_max)][0] * b] * 2, [min(c.mean.min() for c in curves), max(c.mean.max() for c in curves)],
-                    ":", plots.color_for("", i)) for i, b in enumerate(betas)],
+                    ":", plots.color_for("", i)) for i, b in enumerate(betas)]
+        + [plots.Line(f"T = {T_max} (solid)", [], [], "-", "gray")]
+        + ([plots.Line(f"T = {horizons[0]} (dashed)", [], [], "--", "gray")] if horizons[0] != T_max else []),
         logx=True, logy=True,
         note=f"Solid: T = {T_max}; dashed: T = {horizons[0]}. α = 0 (no bonus) is not drawn on the log axis; its value is "
              "in the table and the U-shape verdict. " + common.solver_note(settings)

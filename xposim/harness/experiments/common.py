@@ -276,9 +276,12 @@ def trend_record(prediction_id: str, statement: str, trend, rule: str, predicted
 
 
 def trend_series(label: str, values, trend, covariate: dict, log_covariate: bool):
-    """A :class:`~xposim.harness.plots.ScalingSeries` of the trend's quantiles with its fitted line."""
+    """A :class:`~xposim.harness.plots.ScalingSeries` of the trend's quantiles with their bootstrap
+    intervals and its fitted line; the label names the quantile (the median, or the 0.25-quantile when
+    :func:`quantile_trend` fell back to it)."""
     from xposim.harness import plots
 
+    label = f"{label} ({'median' if trend.q == 0.5 else f'{trend.q:g}-quantile'})"
     x = np.array([covariate[v] for v in values], float)
     y = np.where(trend.censored, trend.budgets, trend.quantiles)
     fit_line = None
@@ -287,4 +290,4 @@ def trend_series(label: str, values, trend, covariate: dict, log_covariate: bool
         fx = np.log(grid) if log_covariate else grid
         fit_line = plots.Line(f"{label} fit: slope {trend.fit.slope:.2f} [{trend.fit.low:.2f}, {trend.fit.high:.2f}]",
                               grid, np.exp(trend.fit.intercept + trend.fit.slope * fx), ":", "series")
-    return plots.ScalingSeries(label, x, y, None, None, trend.censored, fit=fit_line)
+    return plots.ScalingSeries(label, x, y, trend.low, trend.high, trend.censored, fit=fit_line)

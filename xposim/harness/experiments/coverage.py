@@ -76,7 +76,7 @@ def analyze(results: pd.DataFrame, settings: dict[str, Any], directory: Path) ->
             h = sub[sub["learner"] == learner]
             covariate = {inst: coeffs[inst][index] for inst in sorted(set(h["instance"]))}
             values, trend = common.quantile_trend(h, "instance", covariate, log_covariate=True)
-            series.append(common.trend_series(f"{learner} ({sweep} sweep)", values, trend, covariate, True))
+            series.append(common.trend_series(learner, values, trend, covariate, True))
             for v, q, c in zip(values, trend.quantiles, trend.censored):
                 table.append({"sweep": sweep, "learner": learner, "n_arms": v[0], "good_arm_ref_prob": v[1],
                               "C_cov": coeffs[v][0], "C_conc": coeffs[v][1], "quantile": trend.q,

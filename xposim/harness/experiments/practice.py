@@ -30,6 +30,9 @@ from xposim.harness.experiments import common
 from xposim.harness.experiments.base import Experiment, register_experiment
 
 ENVS = ("two_arm", "random")
+#: Figure labels of the variants (the tables keep the learner ids).
+DISPLAY_NAMES = {"xpo": "paper mode (argmin, BT labels)", "xpo_trl": "trl mode (one step, argmax labels)",
+                 "xpo_paper_argmax": "paper mode, argmax labels", "xpo_trl_bt": "trl mode, BT labels"}
 
 
 def points(settings: dict[str, Any]) -> list[dict[str, Any]]:
@@ -95,7 +98,8 @@ def analyze(results: pd.DataFrame, settings: dict[str, Any], directory: Path) ->
                 rule="held when the paired difference over seeds has a finite 95% t-interval (the prediction is that "
                      "the difference is measured, not its sign)", unit=f"{learner} − xpo", detail=sign))
         band = stats.mean_band(sub[sub["round"] > 0], ["learner"], "queries", "suboptimality")
-        curves = [plots.Curve(l, g["queries"], g["mean"], g["low"], g["high"]) for l, g in band.groupby("learner", sort=False)]
+        curves = [plots.Curve(DISPLAY_NAMES.get(l, l), g["queries"], g["mean"], g["low"], g["high"])
+                  for l, g in band.groupby("learner", sort=False)]
         figures += plots.curve_plot(directory, f"practice_{env}", f"E9 on {env}: XPO paper mode vs trl mode",
                                     "queries (preference labels)", "J(π*) − J(π_t) (mean, 95% t-band)", curves,
                                     logx=True, logy=True,
