@@ -19,6 +19,7 @@ from xposim.harness.experiments import reward_range  # noqa: F401,E402  (E6)
 from xposim.harness.experiments import linear  # noqa: F401,E402  (E7)
 from xposim.harness.experiments import overoptimization  # noqa: F401,E402  (E8)
 from xposim.harness.experiments import practice  # noqa: F401,E402  (E9)
+from xposim.harness.experiments import dueling  # noqa: F401,E402  (E10)
 from xposim.harness.experiments import selftest  # noqa: F401,E402  (harness self-test)
 from xposim.harness.experiments import sweep  # noqa: F401,E402  (user environments and learners)
 
