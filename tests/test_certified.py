@@ -315,6 +315,32 @@ def test_convexity_test_is_sound_and_not_vacuous(seed):
     assert proven >= 3
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_monotone_fix_keeps_a_minimizer_of_every_box(seed):
+    """A variable the reduction fixes has a one-signed derivative on the box: moving any point of the box to
+    the fixed end never raises F (so the box's minimum is unchanged); and the reduction does fix some."""
+    rng = np.random.default_rng(700 + seed)
+    fixed_any = 0
+    for _ in range(20):
+        problem = random_problem(rng, 4, with_g=bool(seed % 2))
+        problem["edge_w"] = problem["edge_w"] * float(rng.choice([1.0, 50.0]))
+        n, e, beta, hi = problem["n"], len(problem["edge_a"]), problem["beta"], problem["hi"]
+        ws = load(problem)
+        c, _ = C.bonus_decomposition(n, problem["k"], ws, BB, e, problem["bonus_kind"], problem["alpha"], beta)
+        a, b = np.sort(rng.uniform(0.0, hi, size=(2, n)), axis=0)
+        lower, upper = padded(problem, a), padded(problem, b)
+        if not C.box_monotone_fix(n, ws, BB, e, problem["pair_kind"], problem["pair_param"], beta, c, lower, upper):
+            continue
+        fixed_any += 1
+        fixed = np.nonzero((lower[:n] == upper[:n]) & (a < b))[0]
+        points = rng.uniform(a, b, size=(50, n))
+        moved = points.copy()
+        moved[:, fixed] = lower[fixed]
+        before, after = grid_values(problem, points), grid_values(problem, moved)
+        assert np.all(after <= before + 1e-9 * (1 + np.abs(before)))
+    assert fixed_any >= 2
+
+
 def test_convexity_closes_the_nodes_of_a_data_rich_round():
     """XPO's round-problem on a 4-armed bandit after 3,000 rounds: the data's curvature dominates the bonus's,
     and the convex-node rule certifies it in a few nodes (the secant relaxation alone needs hundreds)."""
@@ -491,7 +517,7 @@ def test_convex_kinds_are_certified_without_branching(pair_kind, bonus_kind, alp
 
 
 # =============================================================================== (e) node limit
-@pytest.mark.parametrize("seed", [34, 364, 450])
+@pytest.mark.parametrize("seed", [5, 34, 229])
 def test_node_limit_keeps_a_valid_bound(seed):
     """Problems where the branch-and-bound itself improves on the warm start and champion incumbents
     (so cuts and prunes happen against a suboptimal incumbent): the bound is valid at every budget."""

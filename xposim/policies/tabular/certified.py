@@ -66,6 +66,12 @@ Exact reductions (each keeps at least one global minimizer inside the search):
   ``u_j >= u_j - (T - bound)/|g_j|`` (``g_j < 0``), by convexity of ``R``; the node is cut accordingly
   (the cut parts count as pruned at ``T``) and re-solved if a width shrank by 30%.
 
+Monotone variables: a variable whose partial derivative has one sign on the whole node box
+(:func:`_monotone_fix`, from the ranges of ``l'`` and of ``pi_j`` over the box) is fixed at the end
+that every minimizer of the box uses, and the node is re-solved: minimizers at vertices (arms at 0
+or at ``R_max`` with one-signed gradients, the common XPO case) stop costing branches in those
+variables.
+
 Convex nodes: where ``F`` itself is proven convex on a node's box (:func:`_convex_on_box`: a lower
 bound of the pair terms' Hessian minus an upper bound of the bonus's ``c / beta^2 (diag(pi) - pi pi^T)``,
 both Laplacians, PSD by a Cholesky test with a margin), the node is solved exactly: projected Newton
@@ -566,6 +572,71 @@ def _solve_relaxation(n: int, ws: Workspace, bb: CertificateWorkspace, n_edges: 
 
 
 @internal_kernel
+def _monotone_fix(n: int, ws: Workspace, bb: CertificateWorkspace, n_edges: int, pair_kind: int, pair_param: float,
+                  beta: float, c: float) -> bool:
+    """Fix each variable whose partial derivative has one sign on the whole box (box data prepared by
+    :func:`_prepare_box`): ``dF/dv_j > 0`` everywhere puts every minimizer of the box at ``v_j = l_j``
+    (moving ``v_j`` down never raises ``F``, whatever the other variables), ``< 0`` at ``u_j``.
+
+    ``dF/dv_j = sum_pairs w l'(d) (+-1/beta) + kappa_j / beta - c pi_j / beta``: ``l'`` is increasing in ``d``
+    (convex DPO / IPO pair terms), so its range over the box is spanned by the ends of ``d``'s range;
+    ``pi_j`` lies between ``check pi_j`` and ``hat pi_j`` (its minimum and maximum over the box, centred, with
+    the denominators widened by their rounding). A sign counts only beyond ``16 (n + n_edges + 8) eps``
+    times the terms' magnitude. Returns whether a variable was fixed.
+    """
+    inv_beta = 1.0 / beta
+    total_low = 0.0
+    total_up = 0.0
+    for j in range(n):
+        total_low += math.exp(bb.top[j] - bb.width[j] * inv_beta)
+        total_up += math.exp(bb.top[j])
+    for j in range(n):
+        up = math.exp(bb.top[j])
+        down = math.exp(bb.top[j] - bb.width[j] * inv_beta)
+        rest = total_low - down - 4.0 * (n + 1) * _EPS * total_low
+        if rest < 0.0:
+            rest = 0.0
+        hat = up / (up + rest) if up > 0.0 else 0.0
+        rest = total_up - up + 4.0 * (n + 1) * _EPS * total_up
+        check = down / (down + rest) if down > 0.0 else 0.0
+        bb.glog[j] = (bb.kappa[j] - c * hat) * inv_beta  # lower end of dF/dv_j
+        bb.step[j] = (bb.kappa[j] - c * check) * inv_beta  # upper end
+        bb.direction[j] = (abs(bb.kappa[j]) + c) * inv_beta  # magnitude
+    for e in range(n_edges):
+        a = ws.edge_a[e]
+        b = ws.edge_b[e]
+        w = ws.edge_w[e]
+        if w == 0.0 or a == b:
+            continue
+        base_a = ws.lw[a] - ws.lref[a]
+        base_b = ws.lw[b] - ws.lref[b]
+        _, dc0, dr0 = pair_loss(pair_kind, base_a + bb.box_lo[a] * inv_beta, base_b + bb.box_hi[b] * inv_beta, beta,
+                                pair_param)
+        _, dc1, dr1 = pair_loss(pair_kind, base_a + bb.box_hi[a] * inv_beta, base_b + bb.box_lo[b] * inv_beta, beta,
+                                pair_param)
+        q = w * inv_beta
+        bb.glog[a] += q * (dc0 if dc0 < dc1 else dc1)
+        bb.step[a] += q * (dc0 if dc0 > dc1 else dc1)
+        bb.glog[b] += q * (dr0 if dr0 < dr1 else dr1)
+        bb.step[b] += q * (dr0 if dr0 > dr1 else dr1)
+        m = q * (abs(dc0) + abs(dc1) + abs(dr0) + abs(dr1))
+        bb.direction[a] += m
+        bb.direction[b] += m
+    fixed = False
+    for j in range(n):
+        if bb.box_hi[j] <= bb.box_lo[j]:
+            continue
+        margin = rounding_margin(n, n_edges, bb.direction[j])
+        if bb.glog[j] > margin:
+            bb.box_hi[j] = bb.box_lo[j]
+            fixed = True
+        elif bb.step[j] < -margin:
+            bb.box_lo[j] = bb.box_hi[j]
+            fixed = True
+    return fixed
+
+
+@internal_kernel
 def _convex_on_box(n: int, ws: Workspace, bb: CertificateWorkspace, n_edges: int, pair_kind: int, pair_param: float,
                    beta: float, c: float) -> bool:
     """Whether ``F`` is proven convex on the box ``bb.box_lo/box_hi`` (secant data prepared by :func:`_prepare_box`).
@@ -889,6 +960,23 @@ def box_is_convex(n: int, ws: Workspace, bb: CertificateWorkspace, n_edges: int,
     return _convex_on_box(n, ws, bb, n_edges, pair_kind, pair_param, beta, c)
 
 
+@njit(cache=True)
+def box_monotone_fix(n: int, ws: Workspace, bb: CertificateWorkspace, n_edges: int, pair_kind: int,
+                     pair_param: float, beta: float, c: float, lower: np.ndarray, upper: np.ndarray) -> bool:
+    """The branch-and-bound's monotonicity reduction (:func:`_monotone_fix`) of ``[lower, upper]``, in place:
+    a variable whose derivative has one sign on the box is fixed at its end. Returns whether one was.
+    Needs :func:`bonus_decomposition` first."""
+    for j in range(n):
+        bb.box_lo[j] = lower[j]
+        bb.box_hi[j] = upper[j]
+    _prepare_box(n, ws, bb, beta)
+    fixed = _monotone_fix(n, ws, bb, n_edges, pair_kind, pair_param, beta, c)
+    for j in range(n):
+        lower[j] = bb.box_lo[j]
+        upper[j] = bb.box_hi[j]
+    return fixed
+
+
 # =============================================================================== the solver
 @njit(cache=True)
 def certified_minimize(n: int, k: int, v: np.ndarray, ws: Workspace, bb: CertificateWorkspace, n_edges: int,
@@ -1041,6 +1129,14 @@ def certified_minimize(n: int, k: int, v: np.ndarray, ws: Workspace, bb: Certifi
                                                      bonus_kind, alpha, beta, lo, hi, scale, tolerance,
                                                      max_iterations, dense_limit, incumbent)
                     prune_gap = 0.5 * relative_gap * max(1.0, abs(incumbent))
+                # variables with a one-signed derivative on the box sit at one end: fixed, then re-solved
+                if (rounds < 2 and bound < incumbent - prune_gap and nodes + 1 + (n_pending - which - 1) <= max_nodes
+                        and _monotone_fix(n, ws, bb, n_edges, pair_kind, pair_param, beta, c)):
+                    face = _face_rule(n, bb.box_lo, bb.box_hi, hi)
+                    if face < 0:
+                        alive = False
+                        break
+                    continue
                 # F convex on this box: its own minimum on the box, with the Frank–Wolfe bound of F (tight)
                 if (bound < incumbent - prune_gap and nodes + 1 + (n_pending - which - 1) <= max_nodes
                         and _convex_on_box(n, ws, bb, n_edges, pair_kind, pair_param, beta, c)):
