@@ -39,7 +39,9 @@ from xposim.simulation import simulate
 
 BETA = 0.05
 LEARNERS = ["xpo", "online_dpo", "online_dpo_greedy", "xpo_historical", "xpo_batch", "xpo_trl", "dpo", "ipo", "chipo",
-            "vpo", "selm", "popo", "se_popo", "copo"]
+            "vpo", "selm", "popo", "se_popo", "copo",
+            # the reward-model explorers of issue #12 (per-round cost in t: benchmarks/bench_reward_models.py)
+            "maxinp", "colstim", "thompson_ee", "thompson_bai", "passive_mle"]
 
 
 def cases():
