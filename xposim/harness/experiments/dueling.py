@@ -17,8 +17,9 @@ bootstrap-over-seeds interval):
 * ``E10-T:<learner>@<instance>`` — a reward-model explorer's cumulative dueling regret grows like
   ``sqrt(T)`` up to logarithms: the log-log slope over ``T >= fit_from`` is at most
   ``1/2 + 1/log(T_mid)`` (one logarithmic factor's local slope at the fit's middle ``T``; the
-  bounds are ``O~(d sqrt(T))``). XPO and online DPO draw their second response from ``pi_ref``, so
-  their dueling regret is linear by design: they are measured, not judged, on this regret.
+  bounds are ``O~(d sqrt(T))``). XPO draws its second response from ``pi_ref``, so its dueling
+  regret is linear by design (online DPO draws both from its policy): XPO and online DPO are
+  measured, not judged, on this regret.
 * ``E10-d:<learner>`` — the same regret at the budget grows at most linearly in ``d`` (the
   ``d sqrt(T)`` bounds): log-log slope in ``d`` at most 1.
 * ``E10-need`` — XPO's sample need is within a constant factor of the best reward-model
@@ -44,8 +45,6 @@ from xposim.harness.experiments.base import Experiment, register_experiment
 
 #: Learners that fit a Bradley–Terry reward model and choose the pair to query (issue #12).
 EXPLORERS = ("maxinp", "colstim", "thompson_ee", "thompson_bai")
-#: Learners whose second response comes from ``pi_ref`` (linear dueling regret by design).
-REFERENCE_SAMPLERS = ("xpo", "online_dpo")
 
 
 def instance_name(point: dict[str, Any]) -> str:
@@ -138,8 +137,8 @@ def analyze(results: pd.DataFrame, settings: dict[str, Any], directory: Path) ->
             directory, "dueling_" + instance.replace(" ", "_").replace("=", ""),
             f"E10 {instance}: cumulative dueling regret vs queries (β = {settings['beta']:g})",
             "queries T (preference labels)", "Σ (Δ(τ) + Δ(τ~))/2 (mean over seeds, 95% t-band)", curves, overlays,
-            note="XPO and online DPO draw τ~ from π_ref: their dueling regret is linear by design (compare their "
-                 "sample need in the table). " + ("XPO's argmin on the linear bandit: the log-linear class's local "
+            note="XPO draws τ~ from π_ref: its dueling regret is linear by design (compare its sample need in "
+                 "the table). " + ("XPO's argmin on the linear bandit: the log-linear class's local "
                  "solver (no certificate)." if instance.startswith("linear") else common.solver_note(settings)))
     # growth in d of each explorer's regret at the budget
     for learner in [l for l in EXPLORERS if l in at_budget and len(at_budget[l]) >= 2]:
