@@ -208,6 +208,7 @@ def main() -> None:
     parser.add_argument("--sections", default="1,2,3,4", help="comma-separated tables to run (default 1,2,3,4; "
                         "6 is the argmin comparison)")
     parser.add_argument("--seeds", type=int, default=None, help="seeds of section 6 (default 64, quick 4)")
+    parser.add_argument("--workers", type=int, default=2, help="threads of section 6 (default 2)")
     parser.add_argument("--champion-rounds", type=int, default=None,
                         help="rounds of the champion-start runs of section 6 (default 1100, quick 1100)")
     args = parser.parse_args()
@@ -224,7 +225,7 @@ def main() -> None:
         if 4 in sections:
             executor_table(envs["bandit64"], 2000, 8)
         if 6 in sections:
-            argmin_table(args.seeds or 4, 1100, args.champion_rounds or 1100, workers=2)
+            argmin_table(args.seeds or 4, 1100, args.champion_rounds or 1100, workers=args.workers)
     else:
         if 1 in sections:
             throughput_table(envs, {"bandit64": 10**4, "tree": 1000, "linear": 1000}, seeds=64, workers=2)
@@ -236,7 +237,7 @@ def main() -> None:
         if 4 in sections:
             executor_table(envs["bandit64"], 10**4, 64)
         if 6 in sections:
-            argmin_table(args.seeds or 64, 10**4, args.champion_rounds or 1100, workers=2)
+            argmin_table(args.seeds or 64, 10**4, args.champion_rounds or 1100, workers=args.workers)
     if args.sweep:
         started = time.perf_counter()
         simulate(envs["bandit64"], "xpo", BETA, 10**5, seeds=64, workers=2)
