@@ -84,6 +84,7 @@ def cell(point: dict[str, Any], seed: np.random.SeedSequence) -> pd.DataFrame:
     frame = common.run_one(env, point["learner"], point["beta"], point["rounds"], seed, checkpoints,
                            policy_class=policy_class, **overrides)
     frame["instance"] = instance_name(point)
+    frame["d"] = int(point["d"]) if point["env"] == "linear" else 0  # 0: not a linear instance
     return frame
 
 
@@ -107,12 +108,13 @@ def analyze(results: pd.DataFrame, settings: dict[str, Any], directory: Path) ->
         curves = [plots.Curve(learner, g["queries"], g["mean"], g["low"], g["high"])
                   for learner, g in band.groupby("learner", sort=False)]
         T = np.geomspace(max(1.0, float(band["queries"].min())), float(band["queries"].max()), 40)
-        d = float(instance.split("=")[1]) if instance.startswith("linear") else 1.0
+        d_of_instance = float(sub["d"].iloc[0])
+        d = d_of_instance or 1.0
         overlays = [plots.Line(label, T, values, style, "gray") for label, values, style in reference_shapes(T, d)]
         for learner in [l for l in settings["learners"] if l in set(sub["learner"])]:
             runs = sub[(sub["learner"] == learner) & (sub["queries"] >= settings["fit_from"])]
             wide = runs.pivot_table(index="seed", columns="queries", values="dueling_regret", aggfunc="first").dropna()
-            if instance.startswith("linear") and len(wide):
+            if d_of_instance > 0 and len(wide):
                 at_budget.setdefault(learner, {})[d] = wide.iloc[:, -1].to_numpy(float)
             x = wide.columns.to_numpy(float)
             if learner not in EXPLORERS:
@@ -139,18 +141,16 @@ def analyze(results: pd.DataFrame, settings: dict[str, Any], directory: Path) ->
             "queries T (preference labels)", "Σ (Δ(τ) + Δ(τ~))/2 (mean over seeds, 95% t-band)", curves, overlays,
             note="XPO draws τ~ from π_ref: its dueling regret is linear by design (compare its sample need in "
                  "the table). " + ("XPO's argmin on the linear bandit: the log-linear class's local "
-                 "solver (no certificate)." if instance.startswith("linear") else common.solver_note(settings)))
+                 "solver (no certificate)." if d_of_instance > 0 else common.solver_note(settings)))
     # growth in d of each explorer's regret at the budget
     for learner in [l for l in EXPLORERS if l in at_budget and len(at_budget[l]) >= 2]:
         dims = sorted(at_budget[learner])
-        groups = [np.maximum(at_budget[learner][d], 1e-12) for d in dims]
-        point = stats.loglog_slope(dims, [g.mean() for g in groups]).slope
-        rng = np.random.default_rng(0)
-        draws = [stats.loglog_slope(dims, [rng.choice(g, g.size).mean() for g in groups]).slope for _ in range(500)]
-        low, high = np.quantile(draws, [0.025, 0.975])
+        runs = min(len(at_budget[learner][d]) for d in dims)  # seeds x dims, bootstrapped over seeds
+        fit = stats.bootstrap_slope(dims, np.column_stack([np.maximum(at_budget[learner][d][:runs], 1e-12)
+                                                           for d in dims]), n_resamples=500, seed=0)
         predictions.append(prediction_record(
             f"E10-d:{learner}", f"{learner}'s cumulative dueling regret at the budget grows at most linearly in d",
-            point, float(low), float(high), 1.0, interval_verdict(float(low), float(high), at_most=1.0),
+            fit.slope, fit.low, fit.high, 1.0, interval_verdict(fit.low, fit.high, at_most=1.0),
             rule="held if the 95% bootstrap interval of the log-log slope in d lies at or below 1 (the d√T bounds); "
                  "not held if above", unit="log-log slope in d", detail=f"d = {', '.join(f'{d:g}' for d in dims)}"))
     # sample need: XPO against the best reward-model explorer, per instance
@@ -168,8 +168,8 @@ def analyze(results: pd.DataFrame, settings: dict[str, Any], directory: Path) ->
             best = min(explorers, key=lambda l: explorers[l])
             ratios[instance] = (medians["xpo"] / explorers[best] if math.isfinite(explorers[best]) else math.nan,
                                 best)
-    linear = [(float(i.split("=")[1]), r) for i, (r, _) in ratios.items() if i.startswith("linear")
-              and math.isfinite(r) and r > 0]
+    dim_of = results.groupby("instance")["d"].first()
+    linear = [(float(dim_of[i]), r) for i, (r, _) in ratios.items() if dim_of[i] > 0 and math.isfinite(r) and r > 0]
     detail = "; ".join(f"{i}: XPO / {b} = {r:.3g}" for i, (r, b) in ratios.items())
     if len(linear) >= 2:
         dims, values = zip(*linear)
