@@ -276,6 +276,20 @@ def trend_record(prediction_id: str, statement: str, trend, rule: str, predicted
                              rule=texts[rule], unit=unit, detail=detail)
 
 
+def power_lines(series, shapes) -> list:
+    """Theory lines ``anchor (x / x_0)^power`` over the series' x range, through the lowest measured point
+    (``shapes``: ``(label, power, line style, colour)``); none without two x values and a finite y."""
+    from xposim.harness import plots
+
+    ys = [y for s in series for y in np.asarray(s.y, float) if np.isfinite(y)]
+    xs = np.unique(np.concatenate([np.asarray(s.x, float) for s in series])) if series else np.array([])
+    if not ys or xs.size < 2:
+        return []
+    grid = np.geomspace(xs.min(), xs.max(), 20)
+    return [plots.Line(label, grid, min(ys) * (grid / grid[0]) ** power, style, colour)
+            for label, power, style, colour in shapes]
+
+
 def trend_series(label: str, values, trend, covariate: dict, log_covariate: bool):
     """A :class:`~xposim.harness.plots.ScalingSeries` of the trend's quantiles with their bootstrap
     intervals and its fitted line; the label names the quantile (the median, or the 0.25-quantile when

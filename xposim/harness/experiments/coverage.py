@@ -87,16 +87,13 @@ def analyze(results: pd.DataFrame, settings: dict[str, Any], directory: Path) ->
                 f"E4:{learner}@{sweep}", f"{learner}'s samples-to-eps {text} ({sweep} sweep)", trend, rule,
                 predicted, f"log-log slope vs {coefficient}", common.trend_detail(values, trend, "(K, p)")
                 + (common.log_class_note("K (the box class has one value per arm)") if (learner, sweep) == ("xpo", "arms") else "")))
-        x = np.array([s.x for s in series]).ravel() if series else np.array([1.0, 2.0])
-        grid = np.geomspace(x.min(), x.max(), 20)
-        anchor = np.nanmin([np.nanmin(s.y) for s in series]) if series else 1.0
         figures += plots.scaling_plot(
             directory, f"coverage_{sweep}",
             f"E4 {sweep} sweep: queries until suboptimality < {settings['eps_fraction']:g}·gap(π_ref)",
             f"{coefficient} of the tabular class (exact)", "queries (Kaplan–Meier quantile)", series,
-            [plots.Line("theory: linear in the coefficient", grid, anchor * grid / grid[0], "--", "black")]
-            + ([plots.Line("Thm 3.1 bound with log|Π| ∝ K: ∝ C_cov²", grid, anchor * (grid / grid[0]) ** 2, "-.",
-                           "gray")] if sweep == "arms" else []),
+            common.power_lines(series, [("theory: linear in the coefficient", 1, "--", "black")]
+                               + ([("Thm 3.1 bound with log|Π| ∝ K: ∝ C_cov²", 2, "-.", "gray")]
+                                  if sweep == "arms" else [])),
             note=common.solver_note(settings))
     return {"predictions": predictions, "figures": figures, "tables": {"queries_to_eps": table}}
 

@@ -104,18 +104,10 @@ def analyze(results: pd.DataFrame, settings: dict[str, Any], directory: Path) ->
 def theory_lines(sweep: str, series) -> list:
     """Theorem 3.1's shapes through the lowest measured point: linear in ``d`` (``C_cov <= d``) and
     ``d^2`` (with ``log|Pi| ∝ d``) for the ``d`` sweep; flat for the other two (XPO's prediction)."""
-    from xposim.harness import plots
-
-    ys = [y for s in series for y in np.asarray(s.y, float) if np.isfinite(y)]
-    xs = np.unique(np.concatenate([np.asarray(s.x, float) for s in series])) if series else np.array([])
-    if not ys or xs.size < 2:
-        return []
-    grid = np.geomspace(xs.min(), xs.max(), 20)
-    anchor = min(ys)
     if sweep == "d":
-        return [plots.Line("theory: linear in d (C_cov ≤ d)", grid, anchor * grid / grid[0], "--", "black"),
-                plots.Line("Thm 3.1 bound with log|Π| ∝ d: ∝ d²", grid, anchor * (grid / grid[0]) ** 2, "-.", "gray")]
-    return [plots.Line("theory (XPO): flat", grid, np.full(grid.size, anchor), "--", "black")]
+        return common.power_lines(series, [("theory: linear in d (C_cov ≤ d)", 1, "--", "black"),
+                                           ("Thm 3.1 bound with log|Π| ∝ d: ∝ d²", 2, "-.", "gray")])
+    return common.power_lines(series, [("theory (XPO): flat", 0, "--", "black")])
 
 
 def check(settings: dict[str, Any]) -> None:
