@@ -27,7 +27,8 @@ TINY = {
     "reward_range": {"seeds": 2, "r_maxes": [1.0, 2.0], "rounds": 100, "checkpoints_per_decade": 6},
     "linear": {"seeds": 2, "dims": [2, 3], "arm_counts": [4, 8], "optimal_arm_ref_probs": [0.1, 0.03], "rounds": 60,
                "n_arms": 4, "checkpoints_per_decade": 6},
-    "overoptimization": {"seeds": 2, "betas": [0.05], "n_arms": 8, "dataset_sizes": [8, 32]},
+    "overoptimization": {"seeds": 2, "betas": [0.05, 0.3], "dataset_sizes": [8, 32, 64], "fit_min_size": 8,
+                         "n_covered": 4, "rare_exponents": [4, 6], "variants": ["headroom", "no_headroom"]},
     "practice": {"seeds": 2, "rounds": 60, "envs": ["two_arm"], "learners": ["xpo", "xpo_trl"]},
     "dueling": {"seeds": 2, "dims": [2, 3], "linear_arms": 6, "hidden_arms": 4, "rounds": 50, "fit_from": 8,
                 "checkpoints_per_decade": 6, "learners": ["xpo", "maxinp"]},
@@ -108,6 +109,46 @@ def _synthetic_rate(slope: float, seeds: int = 12) -> pd.DataFrame:
             rows.append({"learner": "xpo", "seed": seed, "round": T, "queries": T,
                          "best_iterate_suboptimality": value})
     return pd.DataFrame(rows)
+
+
+def _synthetic_overoptimization(rates: dict[str, str], seeds: int = 24) -> pd.DataFrame:
+    """Fake E8 rows: per learner the regret tuned over beta follows ``rates`` ('log': 0.5/log n,
+    'sqrt': 2/sqrt n), each beta off the tuned one is worse by log(beta/beta_n)^2; DPO's regret at
+    the smallest beta rises with n in the headroom variant."""
+    rng = make_rng(4)
+    betas = [0.01, 0.03, 0.1, 0.3, 1.0]
+    rows = []
+    for variant in ("headroom", "no_headroom"):
+        for learner, rate in rates.items():
+            rate = rate if variant == "headroom" else "sqrt"
+            for j, n in enumerate([256, 1024, 4096, 16384, 65536]):
+                best = 0.5 / math.log(n) if rate == "log" else 2.0 / math.sqrt(n)
+                tuned_beta = betas[-1 - j % len(betas)]
+                for b in betas:
+                    for seed in range(seeds):
+                        regret = best * (1 + math.log(b / tuned_beta) ** 2) * (1 + 0.05 * rng.standard_normal())
+                        if variant == "headroom" and learner == "dpo" and b == betas[0]:
+                            regret = 0.3 + 0.02 * j + 0.01 * rng.standard_normal()
+                        rows.append({"variant": variant, "learner": learner, "beta": b, "seed": seed, "queries": n,
+                                     "regret": regret})
+    return pd.DataFrame(rows)
+
+
+def test_overoptimization_analysis_verdicts_on_synthetic_rates(tmp_path):
+    experiment = get_experiment("overoptimization")
+    settings = experiment.settings(False, {"fit_min_size": 256})
+    paper = {p["id"]: p for p in experiment.analyze(_synthetic_overoptimization({"dpo": "log", "chipo": "sqrt"}),
+                                                    settings, tmp_path)["predictions"]}
+    assert paper["E8:dpo-tuned-rate"]["verdict"] == "held"
+    assert paper["E8:chipo-tuned-rate"]["verdict"] == "held"
+    assert paper["E8:dpo-not-monotone"]["verdict"] == "held"
+    assert paper["E8:no-separation-without-headroom"]["verdict"] == "held"
+    assert -0.25 < paper["E8:dpo-tuned-rate"]["measured"]["value"] < 0
+    assert paper["E8:chipo-tuned-rate"]["measured"]["value"] == pytest.approx(-0.5, abs=0.05)
+    swapped = {p["id"]: p for p in experiment.analyze(_synthetic_overoptimization({"dpo": "sqrt", "chipo": "log"}),
+                                                      settings, tmp_path)["predictions"]}
+    assert swapped["E8:dpo-tuned-rate"]["verdict"] == "not held"
+    assert swapped["E8:chipo-tuned-rate"]["verdict"] == "not held"
 
 
 def test_rate_analysis_verdicts_on_synthetic_power_laws(tmp_path):

@@ -175,3 +175,27 @@ def test_censored_quantile_trend_recovers_exponential_growth_and_flags_censoring
     assert trend2.high[3] == math.inf and np.isfinite(trend2.high[:3]).all()
     true_median = math.log(2) * np.exp(1.0 / (8.0 * betas[:2]))
     assert (trend.low[:2] < true_median).all() and (true_median < trend.high[:2]).all()
+
+
+def test_tuned_curve_and_its_slopes():
+    from xposim.harness.stats import bootstrap_tuned_slope, bootstrap_tuned_slope_difference, tuned_curve
+
+    x = np.array([100.0, 1000.0, 10000.0])
+    rng = np.random.default_rng(0)
+    best = x ** -0.5
+    # setting k is best at x index k; the others are worse by a factor 2
+    cube = np.stack([np.where(np.arange(3) == k, best, 2 * best) for k in range(3)])[None].repeat(12, axis=0)
+    cube = cube * (1 + 0.01 * rng.standard_normal(cube.shape))
+    tuned = tuned_curve(cube)
+    np.testing.assert_array_equal(tuned.index, [0, 1, 2])
+    np.testing.assert_allclose(tuned.mean, best, rtol=0.02)
+    assert np.all(tuned.low <= tuned.mean) and np.all(tuned.mean <= tuned.high)
+    fit = bootstrap_tuned_slope(x, cube, n_resamples=300)
+    assert fit.low <= fit.slope <= fit.high and fit.slope == pytest.approx(-0.5, abs=0.01) and fit.high < -0.45
+    slower = cube * (x / x[0]) ** 0.3
+    difference = bootstrap_tuned_slope_difference(x, slower, cube, n_resamples=300)
+    assert difference.estimate == pytest.approx(0.3, abs=0.01) and difference.low > 0.25
+    with pytest.raises(ValueError, match="shape"):
+        tuned_curve(cube[0])
+    with pytest.raises(ValueError, match="same seeds"):
+        bootstrap_tuned_slope_difference(x, cube, cube[:5])

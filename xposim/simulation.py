@@ -68,6 +68,21 @@ def _resolve_learners(learners) -> list[LearnerConfig]:
     return out
 
 
+def _resolve_classes(policy_class, configs: Sequence[LearnerConfig]) -> dict:
+    """``{learner label: PolicyClass}`` from :func:`simulate`'s ``policy_class`` argument."""
+    if isinstance(policy_class, dict):
+        labels = {learner.label for learner in configs}
+        unknown = sorted(str(key) for key in policy_class if key not in labels)
+        if unknown:
+            raise ValueError(f"policy_class: no learner is labelled {unknown} (learners: {sorted(labels)})")
+        return {learner.label: resolve_policy_class(policy_class.get(learner.label, learner.default_policy_class))
+                for learner in configs}
+    if policy_class is None:
+        return {learner.label: resolve_policy_class(learner.default_policy_class) for learner in configs}
+    shared = resolve_policy_class(policy_class)
+    return {learner.label: shared for learner in configs}
+
+
 def _resolve_seeds(seeds) -> Sequence[int]:
     """The seed indices: ``range(n)`` for a count (never materialized), or the validated list."""
     if isinstance(seeds, (bool, np.bool_)):
@@ -117,7 +132,7 @@ def simulate(
     seeds: int | Sequence[int] = 8,
     checkpoints: Sequence[int] | None = None,
     workers: int | None = None,
-    policy_class="tabular",
+    policy_class=None,
     root_seed: SeedLike = 0,
     executor: str = "threads",
     progress: bool | None = None,
@@ -137,7 +152,11 @@ def simulate(
     checkpoints : rounds at which rows are recorded (ints in ``[0, rounds]``); default a log-spaced
         grid with ``0`` (``pi^(1) = pi_ref``), ``1`` and ``rounds``.
     workers : parallel jobs (default ``os.cpu_count()``); results do not depend on it.
-    policy_class : ``"tabular"`` or a :class:`~xposim.policies.PolicyClass` instance.
+    policy_class : one class for every learner (a name in
+        :data:`~xposim.learners.runner.POLICY_CLASS_NAMES` or a :class:`~xposim.policies.PolicyClass`
+        instance); a dict ``{learner label: class}`` (learners not in it use their default); or
+        ``None`` (default): every learner on its own ``default_policy_class`` (``"tabular"``; chiPO
+        on its realizable class ``"tabular_chi"``).
     root_seed : root of the seed tree.
     executor : ``"threads"`` (default) or ``"processes"``.
     progress : a tqdm bar of finished runs on stderr (``None``: only when stderr is a terminal).
@@ -166,12 +185,14 @@ def simulate(
     configs = _resolve_learners(learners)
     seed_indices = _resolve_seeds(seeds)
     checkpoints = check_checkpoints(checkpoints, rounds)
-    pclass = resolve_policy_class(policy_class)
-    pclass.validate(env)
+    classes = _resolve_classes(policy_class, configs)
     for learner in configs:  # fail early, before any job starts
+        pclass = classes[learner.label]
+        pclass.validate(env)
         plan = learner.plan(env.r_max, rounds)
         if plan.mode != 0 and not pclass.supports_gradient_steps:
             raise ValueError(f"learner {learner.label!r} uses mode='trl', which policy class {pclass.name!r} does not support")
+        pclass.check_learner(learner, plan, env)
     if workers is None:
         workers = os.cpu_count() or 1
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
@@ -182,10 +203,11 @@ def simulate(
                  f"simulate with {len(configs)} learner(s) x {len(seed_indices)} seed(s) x {len(checkpoints)} "
                  f"checkpoint(s)", "use fewer seeds, checkpoints or workers")
     root = as_seed_sequence(root_seed)
-    announce_compilation(pclass)
+    for pclass in classes.values():
+        announce_compilation(pclass)
     optimal_value = exact.solve(env, beta).value
     jobs = [
-        (env, learner, beta, rounds, checkpoints, i, child_seed(root, i), pclass, optimal_value)
+        (env, learner, beta, rounds, checkpoints, i, child_seed(root, i), classes[learner.label], optimal_value)
         for learner in configs
         for i in seed_indices
     ]

@@ -1,6 +1,7 @@
 """Environments: the token MDP (THEORY 1.1), its tree numbering and the instance library."""
 from xposim.envs import tree
 from xposim.envs.library import (
+    headroom_bandit,
     hidden_arm_bandit,
     linear_bandit,
     linear_token_mdp,
@@ -28,6 +29,7 @@ __all__ = [
     "tree",
     "two_arm_lower_bound",
     "hidden_arm_bandit",
+    "headroom_bandit",
     "make_env",
     "register_env",
     "env_names",

@@ -275,3 +275,50 @@ def hidden_arm_bandit(n_arms: int, good_arm_ref_prob: float, r_max: float = 1.0)
     rewards = np.full((1, 1, n_arms), r_max / 2.0)
     rewards[0, 0, 0] = r_max
     return TokenMDP.from_arrays([1.0], ref, rewards, r_max=r_max, name=f"hidden_arm(K={n_arms},p={good_arm_ref_prob:g})")
+
+
+# ------------------------------------------------------------------------- over-optimization
+def headroom_bandit(
+    n_covered: int = 8,
+    covered_reward_max: float = 0.5,
+    rare_exponents=tuple(range(5, 19)),
+    rare_per_scale: int = 2,
+    r_max: float = 2.0,
+) -> TokenMDP:
+    """The over-optimization instance of E8 (THEORY 6.3; a reconstruction, not the paper's own instance).
+
+    One context, ``H = 1``. *Covered* arms ``0..n_covered-1`` have rewards evenly spaced in
+    ``[0, covered_reward_max]`` (the last is the best arm) and share the reference mass left by the
+    rare arms equally. *Rare* arms: ``rare_per_scale`` arms of reward 0 and reference probability
+    ``2^-k`` for every ``k`` in ``rare_exponents``, so whatever the number ``n`` of pairs from
+    ``pi_ref``, some rare bad arm is seen about once (``k ~ log2(2n)``) and may win its only
+    comparison by luck.
+
+    ``r_max`` is the box ``[0, r_max]`` of the reward-induced classes. *Headroom*
+    (``r_max > covered_reward_max``) lets such a lucky arm's fitted value exceed the best covered
+    arm's, which DPO's link ``e^{f/beta}`` amplifies and chiPO's ``phi^{-1}`` (linear for large
+    arguments) does not; ``r_max = covered_reward_max`` is the no-headroom control (a lucky arm can
+    at most tie), a large ``r_max`` the nearly-free-logit control.
+    """
+    n_covered = check_int(n_covered, "n_covered", 2)
+    rare_per_scale = check_int(rare_per_scale, "rare_per_scale", 0)
+    covered_reward_max = check_positive(covered_reward_max, "covered_reward_max")
+    r_max = check_positive(r_max, "r_max")
+    if r_max < covered_reward_max:
+        raise ValueError(f"r_max must be >= covered_reward_max = {covered_reward_max}, got {r_max!r}")
+    try:
+        exponents = sorted(int(k) for k in rare_exponents)
+    except (TypeError, ValueError):
+        raise ValueError(f"rare_exponents must be integers >= 1, got {rare_exponents!r}") from None
+    if any(k < 1 or k > 1000 for k in exponents) or len(set(exponents)) != len(exponents):
+        raise ValueError(f"rare_exponents must be distinct integers in [1, 1000], got {rare_exponents!r}")
+    rare = np.repeat(np.ldexp(1.0, [-k for k in exponents]), rare_per_scale)
+    covered_mass = 1.0 - float(rare.sum())
+    if covered_mass <= 0.0:
+        raise ValueError(f"the rare arms' reference mass {rare.sum():g} leaves nothing for the covered arms: "
+                         "use larger rare_exponents or fewer rare_per_scale")
+    ref = np.concatenate([np.full(n_covered, covered_mass / n_covered), rare])
+    rewards = np.concatenate([np.linspace(0.0, covered_reward_max, n_covered), np.zeros(rare.size)])
+    name = (f"headroom_bandit(covered={n_covered}x[0,{covered_reward_max:g}], rare={rare_per_scale}x2^-"
+            f"[{exponents[0] if exponents else ''}..{exponents[-1] if exponents else ''}], r_max={r_max:g})")
+    return TokenMDP.from_arrays([1.0], ref[None, None, :], rewards[None, None, :], r_max=r_max, name=name)

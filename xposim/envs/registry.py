@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from xposim.envs.library import (
+    headroom_bandit,
     hidden_arm_bandit,
     linear_bandit,
     linear_token_mdp,
@@ -28,6 +29,7 @@ ENVIRONMENTS: dict[str, Callable[..., TokenMDP]] = {
     "needle": needle,
     "random_token_mdp": random_token_mdp,
     "hidden_arm_bandit": hidden_arm_bandit,
+    "headroom_bandit": headroom_bandit,
     "linear_bandit": linear_bandit,
     "linear_token_mdp": linear_token_mdp,
 }

@@ -17,7 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 
-__all__ = ["Curve", "Line", "ScalingSeries", "curve_plot", "scaling_plot", "save_figure", "color_for", "plot_colors"]
+__all__ = ["Curve", "Line", "Panel", "ScalingSeries", "curve_plot", "panels_plot", "scaling_plot", "save_figure", "color_for",
+           "plot_colors"]
 
 _PALETTE = {
     "xpo": "#d62728",
@@ -153,20 +154,7 @@ def _band_arrays(curve: Curve, positive: bool):
     return low, high, ok
 
 
-def curve_plot(
-    directory: str | Path,
-    stem: str,
-    title: str,
-    xlabel: str,
-    ylabel: str,
-    curves: Sequence[Curve],
-    overlays: Sequence[Line] = (),
-    logx: bool = True,
-    logy: bool = True,
-    note: str | None = None,
-) -> list[str]:
-    """Measured curves with bands, plus theory overlays (e.g. the Theorem 3.1 bound)."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+def _draw_curves(ax: plt.Axes, curves: Sequence[Curve], overlays: Sequence[Line], logx: bool, logy: bool) -> None:
     colors = plot_colors([c.label for c in curves], [c.color for c in curves])
     for curve, color in zip(curves, colors):
         x = np.asarray(curve.x, float)
@@ -185,7 +173,55 @@ def curve_plot(
         ax.xaxis.set_minor_formatter(NullFormatter())
     if logy:
         ax.set_yscale("log")
+
+
+def curve_plot(
+    directory: str | Path,
+    stem: str,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    curves: Sequence[Curve],
+    overlays: Sequence[Line] = (),
+    logx: bool = True,
+    logy: bool = True,
+    note: str | None = None,
+) -> list[str]:
+    """Measured curves with bands, plus theory overlays (e.g. the Theorem 3.1 bound)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    _draw_curves(ax, curves, overlays, logx, logy)
     _finish(ax, title, xlabel, ylabel, note)
+    return save_figure(fig, directory, stem)
+
+
+@dataclass
+class Panel:
+    """One panel of :func:`panels_plot`: its curves, overlays, axis titles and scales."""
+
+    title: str
+    xlabel: str
+    ylabel: str
+    curves: Sequence[Curve]
+    overlays: Sequence[Line] = ()
+    logx: bool = True
+    logy: bool = True
+
+
+def panels_plot(directory: str | Path, stem: str, title: str, panels: Sequence[Panel],
+                note: str | None = None) -> list[str]:
+    """Side-by-side :class:`Panel` s (e.g. a measured curve and the tuned parameter behind it)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.0 * len(panels), 4.6), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        _draw_curves(ax, panel.curves, panel.overlays, panel.logx, panel.logy)
+        ax.set_title(panel.title, fontsize=10)
+        ax.set_xlabel(panel.xlabel)
+        ax.set_ylabel(panel.ylabel)
+        ax.grid(True, which="both", alpha=0.25)
+        ax.legend(fontsize=7, loc="best")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    if note:
+        fig.text(0.01, -0.02, note, fontsize=7, ha="left", va="top", wrap=True)
     return save_figure(fig, directory, stem)
 
 

@@ -31,6 +31,10 @@ __all__ = [
     "mean_interval",
     "bootstrap_interval",
     "mean_band",
+    "TunedCurve",
+    "tuned_curve",
+    "bootstrap_tuned_slope",
+    "bootstrap_tuned_slope_difference",
     "SurvivalCurve",
     "kaplan_meier",
     "km_quantile",
@@ -334,6 +338,79 @@ def bootstrap_slope(
     draws = np.array([fit(y[row].mean(axis=0))[0] for row in index])
     low, high = np.quantile(draws, [0.5 - level / 2.0, 0.5 + level / 2.0])
     return SlopeFit(slope, intercept, float(low), float(high), level, int(x.size), r2, "bootstrap")
+
+
+@dataclass(frozen=True)
+class TunedCurve:
+    """Per ``x``: the setting with the lowest seed-mean (``index``), that mean and its t-interval."""
+
+    index: np.ndarray
+    mean: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+
+def _check_cube(cube, argument: str = "y_by_seed_setting") -> np.ndarray:
+    array = np.asarray(cube, dtype=np.float64)
+    if array.ndim != 3 or min(array.shape) < 1:
+        raise ValueError(f"{argument} must have shape (n_seeds, n_settings, n_x), got {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{argument} must be finite")
+    return array
+
+
+def tuned_curve(y_by_seed_setting, level: float = 0.95) -> TunedCurve:
+    """The curve ``min over settings of the seed mean`` (e.g. regret with ``beta`` tuned per ``n``).
+
+    ``y_by_seed_setting`` has shape ``(n_seeds, n_settings, n_x)``; the interval of each point is the
+    t-interval of the chosen setting's seeds (it ignores the selection; the slope intervals of
+    :func:`bootstrap_tuned_slope` re-select in every resample).
+    """
+    cube = _check_cube(y_by_seed_setting)
+    means = cube.mean(axis=0)
+    index = np.argmin(means, axis=0)
+    intervals = [mean_interval(cube[:, index[j], j], level) for j in range(cube.shape[2])]
+    return TunedCurve(index, means[index, np.arange(cube.shape[2])], np.array([i.low for i in intervals]),
+                      np.array([i.high for i in intervals]))
+
+
+def _tuned_loglog_slope(fx: np.ndarray, cube: np.ndarray) -> float:
+    curve = cube.mean(axis=0).min(axis=0)
+    return linear_fit(fx, np.log(np.maximum(curve, np.finfo(float).tiny))).slope
+
+
+def bootstrap_tuned_slope(x, y_by_seed_setting, level: float = 0.95, n_resamples: int = 2000,
+                          seed: SeedLike = 0) -> SlopeFit:
+    """Log-log slope of :func:`tuned_curve` in ``x`` with a seed bootstrap that re-tunes the setting
+    in every resample (the percentile interval of the resampled slopes)."""
+    level = _level(level)
+    fx = np.log(_positive(x, "x"))
+    cube = _check_cube(y_by_seed_setting)
+    if cube.shape[2] != fx.size:
+        raise ValueError(f"y_by_seed_setting must have {fx.size} x values, got {cube.shape[2]}")
+    curve = cube.mean(axis=0).min(axis=0)
+    full = linear_fit(fx, np.log(np.maximum(curve, np.finfo(float).tiny)))
+    index = make_rng(seed).integers(0, cube.shape[0], size=(int(n_resamples), cube.shape[0]))
+    draws = np.array([_tuned_loglog_slope(fx, cube[row]) for row in index])
+    low, high = np.quantile(draws, [0.5 - level / 2.0, 0.5 + level / 2.0])
+    return SlopeFit(full.slope, full.intercept, float(low), float(high), level, int(fx.size), full.r_squared,
+                    "bootstrap")
+
+
+def bootstrap_tuned_slope_difference(x, first, second, level: float = 0.95, n_resamples: int = 2000,
+                                     seed: SeedLike = 0) -> Interval:
+    """``slope(first) - slope(second)`` of two :func:`tuned_curve` s measured on the same seeds (same
+    first axis), with a bootstrap resampling the seeds jointly and re-tuning both."""
+    level = _level(level)
+    fx = np.log(_positive(x, "x"))
+    a, b = _check_cube(first, "first"), _check_cube(second, "second")
+    if a.shape[0] != b.shape[0] or a.shape[2] != fx.size or b.shape[2] != fx.size:
+        raise ValueError(f"first and second need the same seeds and {fx.size} x values, got {a.shape} and {b.shape}")
+    estimate = _tuned_loglog_slope(fx, a) - _tuned_loglog_slope(fx, b)
+    index = make_rng(seed).integers(0, a.shape[0], size=(int(n_resamples), a.shape[0]))
+    draws = np.array([_tuned_loglog_slope(fx, a[row]) - _tuned_loglog_slope(fx, b[row]) for row in index])
+    low, high = np.quantile(draws, [0.5 - level / 2.0, 0.5 + level / 2.0])
+    return Interval(float(estimate), float(low), float(high), level, int(a.shape[0]), "bootstrap")
 
 
 def growth_exponent(betas, values, level: float = 0.95) -> SlopeFit:

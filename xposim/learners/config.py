@@ -240,6 +240,9 @@ class LearnerConfig:
     """Settings of the argmin (tolerance, max iterations, restarts, dense limit)."""
 
     registry_name: ClassVar[str] = "learner"
+    #: Policy class the learner runs on when the caller names none (``policy_class=None``): the
+    #: class in which its loss is the paper's (``"tabular"``; chiPO: ``"tabular_chi"``).
+    default_policy_class: ClassVar[str] = "tabular"
     default_alpha: ClassVar = 0.0
     has_bonus: ClassVar[bool] = False
     default_reference: ClassVar[str] = "fixed"

@@ -66,9 +66,16 @@ class OfflineDPO(LearnerConfig):
 class ChiPO(OfflineDPO):
     """chiPO (offline, THEORY 4.5 / 6.3): as :class:`OfflineDPO` with the pair loss
     ``-log sigma(clip(beta [phi(z+) - phi(z-)], -2 R_max, 2 R_max))``, ``z = pi/pi_ref``,
-    ``phi(z) = z + log z`` (the clip uses the environment's ``R_max``)."""
+    ``phi(z) = z + log z`` (the clip uses the environment's ``R_max``).
+
+    Its default class is chiPO's own, ``"tabular_chi"``
+    (:class:`~xposim.policies.tabular.chi_class.ChiTabularClass`: ``pi_ref phi^{-1}((f - Z_f)/beta)``,
+    which contains the mixed-chi^2 optimum); ``policy_class="tabular"`` runs the chiPO loss over
+    DPO's exponential-tilt class instead (not realizable for chiPO's objective).
+    """
 
     registry_name: ClassVar[str] = "chipo"
+    default_policy_class: ClassVar[str] = "tabular_chi"
     pair_loss_name: ClassVar[int] = PAIR_CHIPO
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from numba import njit
 
 from xposim.learners.config import MODE_PAPER, REFERENCE_PREVIOUS
+from xposim.losses.kinds import PAIR_DPO
 from xposim.learners.engine import EngineState, begin_round, end_round, refresh_values
 from xposim.policies.arrays import EnvArrays
 from xposim.policies.base import PolicyClass
@@ -25,7 +26,17 @@ from xposim.policies.finite import FiniteClass, FiniteState, finite_solve
 from xposim.policies.solving import SolveProblem
 from xposim.policies.store import PairStore
 from xposim.policies.tabular import TabularClass, TabularState, Workspace, tabular_gradient_step, tabular_solve
+from xposim.policies.tabular.chi_class import ChiTabularClass, chi_solve
 from xposim.policies.view import IterateView
+
+
+@njit(cache=True, nogil=True)
+def offline_problem(plan, consts, eng: EngineState, store: PairStore) -> SolveProblem:
+    """The single argmin of an offline learner: all pairs, no bonus, no new batch."""
+    return SolveProblem(store, eng.bonus_count, eng.bonus_weight, eng.loss_ref_logp, plan.pair_kind,
+                        plan.pair_param, plan.bonus_kind, 0.0, consts.beta, eng.changed, eng.counters,
+                        eng.batch_context, eng.batch_chosen, eng.batch_rejected, eng.batch_bonus, 0, False,
+                        eng.largest_gap)
 
 
 @njit(cache=True, nogil=True)
@@ -51,12 +62,37 @@ def run_rounds_tabular(first_round: int, uniforms: np.ndarray, arrays: EnvArrays
 def solve_offline_tabular(arrays: EnvArrays, plan, consts, view: IterateView, eng: EngineState,
                           store: PairStore, state: TabularState, ws: Workspace, any_data: np.ndarray) -> None:
     """Offline learners on the tabular class: one argmin of every context with data."""
-    problem = SolveProblem(store, eng.bonus_count, eng.bonus_weight, eng.loss_ref_logp, plan.pair_kind,
-                           plan.pair_param, plan.bonus_kind, 0.0, consts.beta, eng.changed, eng.counters,
-                           eng.batch_context, eng.batch_chosen, eng.batch_rejected, eng.batch_bonus, 0, False,
-                           eng.largest_gap)
+    problem = offline_problem(plan, consts, eng, store)
     tabular_solve(state, view, arrays.leaf_logref, problem, ws, any_data)
     refresh_values(arrays, view, eng, consts.beta, np.bool_(True))
+
+
+@njit(cache=True, nogil=True)
+def run_rounds_chi(first_round: int, uniforms: np.ndarray, arrays: EnvArrays, plan, consts,
+                   alpha_chunk: np.ndarray, view: IterateView, eng: EngineState, store: PairStore,
+                   state: TabularState, ws: Workspace) -> None:
+    """Rounds of a chiPO-type learner on chiPO's class (paper mode; ``plan`` carries the pair loss
+    with chiPO's margin over the class, see :func:`_bradley_terry_plan`)."""
+    for i in range(uniforms.shape[0]):
+        t = first_round + i
+        problem = begin_round(t, uniforms[i], arrays, plan, alpha_chunk[i], view, eng, store, True, consts)
+        # Alg.1 line 6 over chiPO's class: the box Bradley-Terry fit in f, then the chiPO link
+        chi_solve(state, view, arrays.leaf_logref, problem, ws, eng.solve_mask)
+        end_round(t, arrays, plan, view, eng, consts)
+
+
+@njit(cache=True, nogil=True)
+def solve_offline_chi(arrays: EnvArrays, plan, consts, view: IterateView, eng: EngineState,
+                      store: PairStore, state: TabularState, ws: Workspace, any_data: np.ndarray) -> None:
+    """Offline chiPO on chiPO's class: the tabular argmin in ``f``, then the chiPO link."""
+    problem = offline_problem(plan, consts, eng, store)
+    chi_solve(state, view, arrays.leaf_logref, problem, ws, any_data)
+    refresh_values(arrays, view, eng, consts.beta, np.bool_(True))
+
+
+def _bradley_terry_plan(plan):
+    """chiPO's loss over chiPO's class is DPO's ``-log sigma(f+ - f-)`` in ``f`` (:mod:`~xposim.policies.tabular.chi_class`)."""
+    return plan._replace(pair_kind=PAIR_DPO, pair_param=0.0)
 
 
 @njit(cache=True, nogil=True)
@@ -79,10 +115,7 @@ def run_rounds_finite(first_round: int, uniforms: np.ndarray, arrays: EnvArrays,
 def solve_offline_finite(arrays: EnvArrays, plan, consts, view: IterateView, eng: EngineState,
                          store: PairStore, state: FiniteState, any_data: np.ndarray) -> None:
     """Offline learners on the finite class: one argmin (enumeration) over all the pairs."""
-    problem = SolveProblem(store, eng.bonus_count, eng.bonus_weight, eng.loss_ref_logp, plan.pair_kind,
-                           plan.pair_param, plan.bonus_kind, 0.0, consts.beta, eng.changed, eng.counters,
-                           eng.batch_context, eng.batch_chosen, eng.batch_rejected, eng.batch_bonus, 0, False,
-                           eng.largest_gap)
+    problem = offline_problem(plan, consts, eng, store)
     finite_solve(state, view, problem, eng.batch_context, eng.batch_chosen, eng.batch_rejected,
                  eng.batch_bonus, 0, any_data, True)
     refresh_values(arrays, view, eng, consts.beta, np.bool_(True))
@@ -120,6 +153,10 @@ def fused_loop_for(pclass: PolicyClass) -> FusedLoop | None:
 
 
 register_fused_loop(TabularClass, FusedLoop(run_rounds_tabular, solve_offline_tabular))
+register_fused_loop(ChiTabularClass, FusedLoop(
+    lambda first, uniforms, arrays, plan, *rest: run_rounds_chi(first, uniforms, arrays, _bradley_terry_plan(plan), *rest),
+    lambda arrays, plan, *rest: solve_offline_chi(arrays, _bradley_terry_plan(plan), *rest),
+))
 register_fused_loop(FiniteClass, FusedLoop(
     lambda *args: run_rounds_finite(*args[:-1]),  # the finite class has no workspace
     lambda arrays, plan, consts, view, eng, store, state, workspace, any_data: solve_offline_finite(

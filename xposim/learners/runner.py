@@ -41,13 +41,14 @@ CHUNK_ROUNDS = 16384
 
 
 #: Policy classes that :func:`resolve_policy_class` builds from a name (with their default settings).
-POLICY_CLASS_NAMES = ("tabular", "loglinear", "token_logit", "finite")
+POLICY_CLASS_NAMES = ("tabular", "tabular_chi", "loglinear", "token_logit", "finite")
 
 
 def resolve_policy_class(policy_class) -> PolicyClass:
     """A :class:`PolicyClass` from an instance or a name in :data:`POLICY_CLASS_NAMES`.
 
-    ``"tabular"`` (reward-induced box class), ``"loglinear"`` (``f = <theta, phi>`` in a ball whose
+    ``"tabular"`` (reward-induced box class), ``"tabular_chi"`` (chiPO's class on the same box,
+    :mod:`xposim.policies.tabular.chi_class`), ``"loglinear"`` (``f = <theta, phi>`` in a ball whose
     default radius is ``||env.reward_parameter||``), ``"token_logit"`` (bounded softmax logits per
     state); the finite class needs its members, so pass a ``FiniteClass(policies)`` instance.
     """
@@ -58,6 +59,10 @@ def resolve_policy_class(policy_class) -> PolicyClass:
         return policy_class
     if policy_class == "tabular":
         return TabularClass()
+    if policy_class == "tabular_chi":
+        from xposim.policies.tabular.chi_class import ChiTabularClass
+
+        return ChiTabularClass()
     if policy_class == "loglinear":
         return LogLinearClass()
     if policy_class == "token_logit":
@@ -290,7 +295,7 @@ def run_learner(
     rounds: int,
     checkpoints=None,
     seed: SeedLike = 0,
-    policy_class="tabular",
+    policy_class=None,
     optimal_value: float | None = None,
     chunk_rounds: int = CHUNK_ROUNDS,
     on_chunk=None,
@@ -299,7 +304,9 @@ def run_learner(
 
     ``checkpoints``: rounds at which metrics are recorded (default :func:`default_checkpoints`;
     round 0 is ``pi^(1) = pi_ref``). ``seed``: int or ``SeedSequence`` (the run's only randomness).
-    ``policy_class``: ``"tabular"`` or a :class:`~xposim.policies.base.PolicyClass` instance.
+    ``policy_class``: a name in :data:`POLICY_CLASS_NAMES`, a :class:`~xposim.policies.base.PolicyClass`
+    instance, or ``None`` (default): the learner's own ``default_policy_class`` (``"tabular"``;
+    ``"tabular_chi"`` for chiPO).
     ``optimal_value``: ``J_beta(pi*)`` if already known (else solved here).
     ``chunk_rounds``: rounds per block of pre-drawn uniforms (does not change the numbers);
     ``on_chunk(first_round, last_round, seconds)`` is called after every block (progress, timing).
@@ -316,9 +323,10 @@ def run_learner(
     if isinstance(learner, RewardModelLearner):  # fit-a-reward-model learners have their own round loop
         return run_reward_model(env, learner, beta, rounds, checkpoints, seed, optimal_value,
                                 chunk_rounds=chunk_rounds, on_chunk=on_chunk)
-    pclass = resolve_policy_class(policy_class)
+    pclass = resolve_policy_class(learner.default_policy_class if policy_class is None else policy_class)
     pclass.validate(env)
     plan = learner.plan(env.r_max, rounds)
+    pclass.check_learner(learner, plan, env)
     if plan.mode != MODE_PAPER and not pclass.supports_gradient_steps:
         raise ValueError(
             f"mode='trl' needs a policy class with gradient steps; policy_class {pclass.name!r} has none"

@@ -88,6 +88,9 @@ class PolicyClass(abc.ABC):
     * ``gradient_step(problem, state, view, batch, workspace=None)`` — trl mode: one gradient step of
       the fresh batch's mean loss; ``batch = (contexts, chosen_slots, rejected_slots, bonus_slots
       (-1: none), bonus_weights, n_batch, learning_rate)`` (int64/float64 arrays of length ``B``).
+    * ``check_learner(learner, plan, env)`` — raise ``ValueError`` (naming the learner) if the class
+      cannot run ``learner`` (its :class:`~xposim.learners.config.Plan` ``plan``) on ``env``; the
+      default accepts every learner.
     * ``describe()`` — a dict of the class settings for result tables.
     """
 
@@ -113,6 +116,9 @@ class PolicyClass(abc.ABC):
 
     def gradient_step(self, problem: Any, state: Any, view: IterateView, batch: Any, workspace: Any = None) -> Any:
         raise ValueError(f"policy class {self.name!r} does not support mode='trl' (one gradient step per batch)")
+
+    def check_learner(self, learner: Any, plan: Any, env: TokenMDP) -> None:
+        return None
 
     def describe(self) -> dict:
         return {"policy_class": self.name}

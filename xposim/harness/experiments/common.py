@@ -153,11 +153,12 @@ def _alpha_at(learner, beta: float, rounds: int, checkpoint_rounds: np.ndarray) 
 
 
 def run_one(env, label: str, beta: float, rounds: int, seed: np.random.SeedSequence,
-            checkpoints: Sequence[int] | None = None, policy_class: Any = "tabular",
+            checkpoints: Sequence[int] | None = None, policy_class: Any = None,
             optimal_value: float | None = None, offline_sizes: Sequence[int] | None = None,
             **overrides: Any) -> pd.DataFrame:
     """One learner, one seed: the metric columns at the checkpoints (offline learners: one
-    training per dataset size in ``offline_sizes``, default the checkpoints)."""
+    training per dataset size in ``offline_sizes``, default the checkpoints). ``policy_class``
+    ``None``: the learner's own default class."""
     from xposim.learners import run_learner
 
     from xposim import exact
