@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.special import logsumexp
 
 from xposim.losses.bonus import bonus_loss
@@ -584,3 +586,68 @@ def test_same_inputs_same_bits():
     second = certify(problem, warm, bb=C.new_certificate_workspace(16, MAX_NODES))
     assert first[:4] == second[:4] and first[3] > 1
     assert np.array_equal(first[4], second[4])
+
+
+# =============================================================================== (c) property test
+def scipy_multistart(problem: dict, starts: int, seed: int) -> float:
+    """An independent local minimum: scipy's L-BFGS-B on the numpy objective :func:`grid_values` from
+    ``starts`` uniform points and every vertex of the box (no xposim solver involved)."""
+    from scipy.optimize import minimize
+
+    n, lo, hi = problem["n"], problem["lo"], problem["hi"]
+    rng = np.random.default_rng(seed)
+    points = list(rng.uniform(lo, hi, size=(starts, n))) + [np.array(v, float) for v in
+                                                               itertools.product((lo, hi), repeat=n)]
+    best = math.inf
+    for start in points:
+        result = minimize(lambda v: float(grid_values(problem, v[None, :])[0]), start, method="L-BFGS-B",
+                          bounds=[(lo, hi)] * n, options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 2000})
+        best = min(best, float(result.fun))
+    return best
+
+
+@st.composite
+def round_problems(draw):
+    """Random rounds: 2-4 variables (the last possibly the unobserved aggregate), random pairs with
+    multiplicities, bonus counts and weights, ``pi_ref``, beta, R_max and alpha, any bonus the
+    certificate covers and either convex pair loss."""
+    n = draw(st.integers(2, 4))
+    with_g = draw(st.booleans()) and n >= 3
+    k = n - int(with_g)
+    mass = np.array(draw(st.lists(st.floats(0.01, 1.0), min_size=n, max_size=n)))
+    lw = np.log(mass / mass.sum())
+    lref = lw.copy()
+    if with_g:
+        lref[k] = 0.0
+    pairs = draw(st.dictionaries(st.tuples(st.integers(0, k - 1), st.integers(0, k - 1)).filter(lambda p: p[0] != p[1]),
+                                 st.integers(1, 5), min_size=1, max_size=2 * k))
+    keys = sorted(pairs)
+    mcount = np.zeros(n)
+    mcount[:k] = draw(st.lists(st.integers(0, 6), min_size=k, max_size=k))
+    hi = draw(st.sampled_from([0.5, 1.0, 3.0]))
+    pair_kind = draw(st.sampled_from([PAIR_DPO, PAIR_IPO]))
+    return dict(
+        n=n, k=k, lw=lw, lref=lref, mcount=mcount,
+        bweight=np.where(np.arange(n) < k, draw(st.floats(0.5, 1.5)), 0.0),
+        edge_a=np.array([a for a, _ in keys], dtype=np.int64), edge_b=np.array([b for _, b in keys], dtype=np.int64),
+        edge_w=np.array([float(pairs[key]) for key in keys]), pair_kind=pair_kind,
+        pair_param=draw(st.floats(0.2, 1.0)) if pair_kind == PAIR_IPO else hi,
+        bonus_kind=draw(st.sampled_from([BONUS_XPO, BONUS_VPO, BONUS_SELM])),
+        alpha=draw(st.floats(1e-4, 2.0)), beta=draw(st.floats(0.03, 1.0)), lo=0.0, hi=hi,
+        warm=np.array(draw(st.lists(st.floats(0.0, hi), min_size=n, max_size=n))),
+    )
+
+
+@settings(max_examples=15, deadline=None, derandomize=True)
+@given(problem=round_problems())
+def test_property_certified_is_never_above_brute_force_or_scipy(problem):
+    """Issue #11 item 6: on random rounds the certified value is never above a dense-grid brute force
+    nor an independent scipy multistart (beyond the 1e-9 gap), and its lower bound is never above the
+    brute-force minimum."""
+    value, bound, status, _, point = certify(problem, problem["warm"])
+    grid_min, best = brute_force(problem)
+    independent = scipy_multistart(problem, 8, seed=problem["n"])
+    assert status == C.CERTIFIED
+    assert value <= grid_min + tolerance(grid_min) and value <= independent + tolerance(independent)
+    assert bound <= grid_min and bound <= best + tolerance(best)
+    assert np.all(point >= problem["lo"]) and np.all(point <= problem["hi"])

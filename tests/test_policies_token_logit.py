@@ -320,3 +320,38 @@ class TestTokenLogitClassContract(PolicyClassContract):
 
     def make_policy_class(self):
         return tl.TokenLogitClass(bound=5.0)
+
+
+def test_offline_dpo_runs_on_a_class_without_fused_loop_and_returns_the_argmin():
+    """Offline learners on the token-logit class (the runner's generic offline path): the policy is
+    the minimizer of DPO's loss over the box of logits, checked against scipy (convex problem)."""
+    from scipy.optimize import minimize
+    from scipy.special import logsumexp
+
+    from xposim.learners import make_learner, run_learner
+    from xposim.policies.store import store_gather
+    from xposim.policies.token_logit import TokenLogitClass
+
+    env = random_token_mdp(1, 5, 1, seed=8)
+    beta = 0.2
+    pclass = TokenLogitClass()
+    result = run_learner(env, make_learner("dpo"), beta, 300, seed=4, policy_class=pclass)
+    size = result.store.edge_weight.shape[0]
+    chosen, rejected, weight = np.empty(size, np.int64), np.empty(size, np.int64), np.empty(size)
+    n = store_gather(result.store, 0, chosen, rejected, weight)
+    leaf = result.view.slot_leaf[0]
+    chosen, rejected, weight = leaf[chosen[:n]], leaf[rejected[:n]], weight[:n]
+    log_ref = env.trajectory_ref_logprobs[0]
+    bound = pclass.resolved_bound(env, beta)
+
+    def loss(z):
+        log_ratio = z - logsumexp(z) - log_ref
+        margin = beta * (log_ratio[chosen] - log_ratio[rejected])
+        return float(np.sum(weight * np.logaddexp(0.0, -margin)))
+
+    best = min((minimize(loss, start, method="L-BFGS-B", bounds=[(-bound, bound)] * env.n_leaves,
+                         options={"ftol": 1e-15, "gtol": 1e-12}) for start in (log_ref - log_ref.mean(), np.zeros(5))),
+               key=lambda r: r.fun)
+    got = result.leaf_logprobs()[0]
+    assert loss(got) <= best.fun + 1e-8 * max(1.0, best.fun)
+    assert result.metrics[-1][list(result.columns).index("uncertified_solves")] == 0

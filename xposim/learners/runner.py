@@ -18,7 +18,7 @@ import numpy as np
 from xposim import exact
 from xposim.envs.token_mdp import TokenMDP
 from xposim.learners import engine
-from xposim.learners.fused import fused_loop_for
+from xposim.learners.fused import fused_loop_for, offline_problem
 from xposim.learners.config import (
     MODE_PAPER,
     SAMPLER_BEHAVIOUR,
@@ -355,8 +355,6 @@ def run_learner(
         capacity = pair_capacity(n_contexts, n_leaves, learner, rounds)
         store = new_store(n_contexts, n_leaves, capacity)
         loop = fused_loop_for(pclass)
-        if loop is None:
-            raise ValueError(f"offline learners need a policy class with a fused loop (tabular, finite), not {pclass.name!r}")
         workspace = pclass.solver_workspace(arrays, settings, capacity)
         # all n pairs first (drawn block by block: the same stream as one draw of n rows), then one argmin
         any_data = np.zeros(n_contexts, dtype=np.bool_)
@@ -365,7 +363,11 @@ def run_learner(
             n = min(chunk_rounds, n_pairs - first + 1)
             engine.collect_offline_pairs(first, rng.random((n, width)), arrays, plan, view, eng, store, any_data)
             first += n
-        loop.solve_offline(arrays, plan, consts, view, eng, store, state, workspace, any_data)
+        if loop is not None:
+            loop.solve_offline(arrays, plan, consts, view, eng, store, state, workspace, any_data)
+        else:  # any other class: the same single argmin through its ``solve``
+            pclass.solve(offline_problem(plan, consts, eng, store), state, view, any_data, workspace=workspace)
+            engine.refresh_values(arrays, view, eng, beta, True)
         engine.record_metrics(0, 0, 1, arrays, view, eng, consts, True)
         row = eng.metrics[0].copy()
         for i, t in enumerate(checkpoints):

@@ -14,7 +14,9 @@ zero-reward arms at every scale ``2^-k`` of ``pi_ref``, and the classes' box ``[
 Offline learners see ``n`` pairs from ``pi_ref`` with Bradley–Terry labels, ``n`` in
 ``dataset_sizes`` (nested datasets per seed), for every ``beta`` of a grid; ``chipo`` runs on its
 realizable class (``tabular_chi``), ``dpo`` on the exponential-tilt class; ``chipo:tabular`` is
-chiPO's loss on DPO's class (what xposim's ``chipo`` was before); ``pessimistic_mle`` is the
+chiPO's loss on DPO's class (what xposim's ``chipo`` was before); ``dpo:token_logit`` and
+``chipo:token_logit`` run on free softmax logits (the token-logit class, ``|z| <= B`` with its
+realizable default ``B``: the free-logit controls); ``pessimistic_mle`` is the
 two-stage baseline (a Bradley–Terry MLE with a lower confidence bound, Zhu, Jordan, Jiao 2023, mapped
 to ``pi_ref e^{r_lcb/beta}``). Metric (the paper's): the
 unregularized regret ``max r - E_{pi_hat}[r]``. ``beta`` is tuned per ``n`` (the grid value with the
@@ -45,7 +47,8 @@ from xposim.harness.experiments.base import Experiment, register_experiment
 #: The box ``[0, R_max]`` of each variant (the arms are the same).
 VARIANT_R_MAX = {"no_headroom": None, "headroom": 2.0, "wide_box": 32.0}
 #: Learners an E8 point may name: a learner, optionally ``:`` a policy class.
-LEARNERS = ("dpo", "chipo", "chipo:tabular", "chipo:tabular_chi", "dpo:tabular", "pessimistic_mle")
+LEARNERS = ("dpo", "chipo", "chipo:tabular", "chipo:tabular_chi", "dpo:tabular", "dpo:token_logit",
+            "chipo:token_logit", "pessimistic_mle")
 
 
 def split_learner(label: str) -> tuple[str, str | None]:
@@ -104,7 +107,8 @@ def target_regrets(point: dict[str, Any], beta: float) -> tuple[float, float]:
 
 #: Colours of the learners in the figures (chiPO over DPO's class gets its own).
 COLOURS = {"dpo": "#7f7f7f", "chipo": "#2ca02c", "chipo:tabular": "#bcbd22", "chipo:tabular_chi": "#2ca02c",
-           "dpo:tabular": "#7f7f7f", "pessimistic_mle": "#9467bd"}
+           "dpo:tabular": "#7f7f7f", "dpo:token_logit": "#1f77b4", "chipo:token_logit": "#17becf",
+           "pessimistic_mle": "#9467bd"}
 VARIANT_TITLES = {"headroom": "headroom (R_max = 2)", "no_headroom": "no headroom (R_max = 0.5)",
                   "wide_box": "wide box (R_max = 32)"}
 
@@ -201,18 +205,17 @@ def _predictions(results, settings, slopes, prediction_record, interval_verdict)
                   "every resample; held if the interval lies {side}, not held if it lies on the other side, "
                   "else inconclusive").format
     fit_min = int(settings["fit_min_size"])
-    if ("headroom", "dpo") in slopes:
-        s = slopes["headroom", "dpo"]
-        out.append(prediction_record(
-            "E8:dpo-tuned-rate", "with headroom, DPO's tuned regret decays no faster than ~1/log n (slope > -0.25)",
-            s.slope, s.low, s.high, "> -0.25", interval_verdict(s.low, s.high, at_least=-0.25),
-            rule=rule_slope(m=fit_min, side="above -0.25"), unit="log-log slope"))
-    if ("headroom", "chipo") in slopes:
-        s = slopes["headroom", "chipo"]
-        out.append(prediction_record(
-            "E8:chipo-tuned-rate", "with headroom, chiPO's tuned regret decays like 1/sqrt(n) (slope <= -0.4)",
-            s.slope, s.low, s.high, "<= -0.4", interval_verdict(s.low, s.high, at_most=-0.4),
-            rule=rule_slope(m=fit_min, side="at or below -0.4"), unit="log-log slope"))
+    rate_predictions = [  # (learner, id, statement, predicted, verdict bound, side)
+        ("dpo", "E8:dpo-tuned-rate", "with headroom, DPO's tuned regret decays no faster than ~1/log n (slope > -0.25)",
+         "> -0.25", {"at_least": -0.25}, "above -0.25"),
+        ("chipo", "E8:chipo-tuned-rate", "with headroom, chiPO's tuned regret decays like 1/sqrt(n) (slope <= -0.4)",
+         "<= -0.4", {"at_most": -0.4}, "at or below -0.4")]
+    for learner, prediction_id, statement, predicted, bound, side in rate_predictions:
+        if ("headroom", learner) in slopes:
+            s = slopes["headroom", learner]
+            out.append(prediction_record(prediction_id, statement, s.slope, s.low, s.high, predicted,
+                                         interval_verdict(s.low, s.high, **bound), rule=rule_slope(m=fit_min, side=side),
+                                         unit="log-log slope"))
     if "dpo" in set(results["learner"]) and "headroom" in set(results["variant"]):
         betas, sizes, cube = regret_cube(results, "headroom", "dpo")
         curve = cube[:, 0, :]
@@ -274,8 +277,8 @@ OVEROPTIMIZATION = register_experiment(Experiment(
            "betas": [0.01, 0.03, 0.1, 0.3], "dataset_sizes": [64, 256, 1024, 4096], "fit_min_size": 64,
            "seeds": 8, **_INSTANCE},
     full={"variants": ["headroom", "no_headroom", "wide_box"],
-          "learners": ["dpo", "chipo", "chipo:tabular", "pessimistic_mle"],
+          "learners": ["dpo", "chipo", "chipo:tabular", "dpo:token_logit", "chipo:token_logit", "pessimistic_mle"],
           "betas": [float(b) for b in np.round(np.geomspace(0.004, 1.0, 13), 5)],
-          "dataset_sizes": [2 ** k for k in range(6, 17)], "fit_min_size": 256, "seeds": 32, **_INSTANCE},
+          "dataset_sizes": [2 ** k for k in range(6, 17)], "fit_min_size": 256, "seeds": 24, **_INSTANCE},
     points=points, cell=cell, analyze=analyze, check=check,
 ))
