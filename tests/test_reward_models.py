@@ -543,6 +543,22 @@ def test_a_run_that_cannot_fit_in_memory_is_refused_before_it_allocates():
         run_learner(env, make_learner("passive_mle"), BETA, 10)
 
 
+@pytest.mark.fast
+def test_simulate_estimates_reward_model_memory_with_their_own_formula():
+    """simulate's up-front memory check uses the reward models' estimate (a one-hot model on 2 10^5
+    arms is refused before any job starts, naming simulate)."""
+    from xposim.learners.reward_models.runner import estimate_reward_model_bytes
+    from xposim.learners.runner import estimate_run_bytes
+    from xposim.simulation import simulate
+
+    env = hidden_arm_bandit(200_000, 0.1)
+    learner = make_learner("passive_mle")
+    assert estimate_run_bytes(env, learner, 10, 2) == estimate_reward_model_bytes(env, learner, 10, 2)
+    assert estimate_run_bytes(env, learner, 10, 2) > estimate_run_bytes(env, make_learner("xpo"), 10, 2)
+    with pytest.raises(ValueError, match="simulate with 1 learner.*memory"):
+        simulate(env, [learner], BETA, 10, seeds=1, workers=1)
+
+
 def test_batches_query_several_pairs_per_round_and_fit_once():
     """batch_size = 3: three queries per round, one Newton solve per round, and the cumulative regret
     counts each played policy once per query."""

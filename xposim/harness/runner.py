@@ -525,7 +525,7 @@ def _drain(futures: dict[cf.Future, Cell], handle: Callable[[CellOutcome], None]
 @contextmanager
 def dask_executor(address: str, timeout: float = 10.0) -> Iterator[cf.Executor]:
     """A ``concurrent.futures`` executor on the dask.distributed scheduler at ``address``
-    (e.g. ``tcp://127.0.0.1:8786``); closes the client on exit. Errors are one-line ``ValueError``s."""
+    (e.g. ``tcp://127.0.0.1:8786``); closes the client on exit. Errors are one-line ``ValueError`` exceptions."""
     if "://" not in address:
         raise ValueError(f"scheduler address must look like tcp://HOST:PORT, got {address!r}")
     try:

@@ -130,8 +130,14 @@ def estimate_run_bytes(env: TokenMDP, learner: LearnerConfig, rounds: int, n_che
 
     ``_LEAF_ARRAYS_PER_RUN`` per-leaf arrays, the pair store and the solver's per-edge scratch
     (about 16 words per pair of :func:`pair_capacity`), one block of uniforms and alphas, and the
-    checkpoint table.
+    checkpoint table. Reward-model learners: their own estimate
+    (:func:`~xposim.learners.reward_models.runner.estimate_reward_model_bytes`).
     """
+    from xposim.learners.reward_models import RewardModelLearner
+    from xposim.learners.reward_models.runner import estimate_reward_model_bytes
+
+    if isinstance(learner, RewardModelLearner):
+        return estimate_reward_model_bytes(env, learner, rounds, n_checkpoints)
     n_contexts, n_leaves = int(env.n_contexts), int(env.n_leaves)
     pairs = pair_capacity(n_contexts, n_leaves, learner, rounds)
     block = min(chunk_rounds, rounds * learner.batch_size)

@@ -28,7 +28,9 @@ Predictions:
   log-log slope above -0.25;
 * ``E8:chipo-tuned-rate`` — chiPO's decays like ``1/sqrt n``: slope at or below -0.4;
 * ``E8:dpo-not-monotone`` — at the smallest ``beta`` DPO's regret rises with more data somewhere;
-* ``E8:no-separation-without-headroom`` — without headroom, chiPO's slope is not steeper than DPO's.
+* ``E8:no-separation-without-headroom`` — without headroom, chiPO's slope is not steeper than DPO's;
+* ``E8:free-logit-chipo-fails`` — on free logits (``chipo:token_logit``) chiPO's slope is above -0.4:
+  the pessimism comes from chiPO's class with the box, not from its loss alone.
 
 Slopes are fitted over ``n >= fit_min_size``; intervals are seed bootstraps that re-tune ``beta``
 in every resample (:func:`xposim.harness.stats.bootstrap_tuned_slope`).
@@ -209,7 +211,10 @@ def _predictions(results, settings, slopes, prediction_record, interval_verdict)
         ("dpo", "E8:dpo-tuned-rate", "with headroom, DPO's tuned regret decays no faster than ~1/log n (slope > -0.25)",
          "> -0.25", {"at_least": -0.25}, "above -0.25"),
         ("chipo", "E8:chipo-tuned-rate", "with headroom, chiPO's tuned regret decays like 1/sqrt(n) (slope <= -0.4)",
-         "<= -0.4", {"at_most": -0.4}, "at or below -0.4")]
+         "<= -0.4", {"at_most": -0.4}, "at or below -0.4"),
+        ("chipo:token_logit", "E8:free-logit-chipo-fails",
+         "on free logits (token-logit class) chiPO loses its rate: tuned slope above -0.4",
+         "> -0.4", {"at_least": -0.4}, "above -0.4")]
     for learner, prediction_id, statement, predicted, bound, side in rate_predictions:
         if ("headroom", learner) in slopes:
             s = slopes["headroom", learner]
