@@ -18,7 +18,6 @@ import numpy as np
 from numba import njit
 
 from xposim.learners.config import MODE_PAPER, REFERENCE_PREVIOUS
-from xposim.losses.kinds import PAIR_DPO
 from xposim.learners.engine import EngineState, begin_round, end_round, refresh_values
 from xposim.policies.arrays import EnvArrays
 from xposim.policies.base import PolicyClass
@@ -26,7 +25,6 @@ from xposim.policies.finite import FiniteClass, FiniteState, finite_solve
 from xposim.policies.solving import SolveProblem
 from xposim.policies.store import PairStore
 from xposim.policies.tabular import TabularClass, TabularState, Workspace, tabular_gradient_step, tabular_solve
-from xposim.policies.tabular.chi_class import ChiTabularClass, chi_solve
 from xposim.policies.view import IterateView
 
 
@@ -65,34 +63,6 @@ def solve_offline_tabular(arrays: EnvArrays, plan, consts, view: IterateView, en
     problem = offline_problem(plan, consts, eng, store)
     tabular_solve(state, view, arrays.leaf_logref, problem, ws, any_data)
     refresh_values(arrays, view, eng, consts.beta, np.bool_(True))
-
-
-@njit(cache=True, nogil=True)
-def run_rounds_chi(first_round: int, uniforms: np.ndarray, arrays: EnvArrays, plan, consts,
-                   alpha_chunk: np.ndarray, view: IterateView, eng: EngineState, store: PairStore,
-                   state: TabularState, ws: Workspace) -> None:
-    """Rounds of a chiPO-type learner on chiPO's class (paper mode; ``plan`` carries the pair loss
-    with chiPO's margin over the class, see :func:`_bradley_terry_plan`)."""
-    for i in range(uniforms.shape[0]):
-        t = first_round + i
-        problem = begin_round(t, uniforms[i], arrays, plan, alpha_chunk[i], view, eng, store, True, consts)
-        # Alg.1 line 6 over chiPO's class: the box Bradley-Terry fit in f, then the chiPO link
-        chi_solve(state, view, arrays.leaf_logref, problem, ws, eng.solve_mask)
-        end_round(t, arrays, plan, view, eng, consts)
-
-
-@njit(cache=True, nogil=True)
-def solve_offline_chi(arrays: EnvArrays, plan, consts, view: IterateView, eng: EngineState,
-                      store: PairStore, state: TabularState, ws: Workspace, any_data: np.ndarray) -> None:
-    """Offline chiPO on chiPO's class: the tabular argmin in ``f``, then the chiPO link."""
-    problem = offline_problem(plan, consts, eng, store)
-    chi_solve(state, view, arrays.leaf_logref, problem, ws, any_data)
-    refresh_values(arrays, view, eng, consts.beta, np.bool_(True))
-
-
-def _bradley_terry_plan(plan):
-    """chiPO's loss over chiPO's class is DPO's ``-log sigma(f+ - f-)`` in ``f`` (:mod:`~xposim.policies.tabular.chi_class`)."""
-    return plan._replace(pair_kind=PAIR_DPO, pair_param=0.0)
 
 
 @njit(cache=True, nogil=True)
@@ -153,10 +123,6 @@ def fused_loop_for(pclass: PolicyClass) -> FusedLoop | None:
 
 
 register_fused_loop(TabularClass, FusedLoop(run_rounds_tabular, solve_offline_tabular))
-register_fused_loop(ChiTabularClass, FusedLoop(
-    lambda first, uniforms, arrays, plan, *rest: run_rounds_chi(first, uniforms, arrays, _bradley_terry_plan(plan), *rest),
-    lambda arrays, plan, *rest: solve_offline_chi(arrays, _bradley_terry_plan(plan), *rest),
-))
 register_fused_loop(FiniteClass, FusedLoop(
     lambda *args: run_rounds_finite(*args[:-1]),  # the finite class has no workspace
     lambda arrays, plan, consts, view, eng, store, state, workspace, any_data: solve_offline_finite(

@@ -17,6 +17,10 @@ the tilt class's exact convex argmin (same selection rule among minimizers) and 
 policy through chiPO's link instead of ``e^{f/beta}``. Only losses whose margin is linear in ``f``
 in this class are supported: the chiPO pair loss, no bonus, paper mode; anything else is refused
 by :meth:`ChiTabularClass.check_learner` (DPO's loss over this class is not convex in ``f``).
+
+The class has no fused loop of its own: the runner's generic loop calls :meth:`ChiTabularClass.solve`
+(one Python call per round online, one per run offline), which runs the same jitted argmin
+(:func:`chi_solve`); the fused loops would cost two more large compilations for no gain offline.
 """
 from __future__ import annotations
 
