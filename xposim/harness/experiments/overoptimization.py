@@ -133,6 +133,8 @@ def analyze(results: pd.DataFrame, settings: dict[str, Any], directory: Path) ->
 
     fit_min = int(settings["fit_min_size"])
     slopes: dict[tuple[str, str], Any] = {}
+    cubes: dict[tuple[str, str], tuple] = {}
+    targets: dict[tuple[str, float], tuple[float, float]] = {}
     tuned_rows, fixed_rows = [], []
     regret_curves: dict[str, list] = {}
     beta_curves: dict[str, list] = {}
@@ -140,7 +142,7 @@ def analyze(results: pd.DataFrame, settings: dict[str, Any], directory: Path) ->
     variants = [v for v in settings["variants"] if v in set(results["variant"])]
     for variant in variants:
         for learner in [lr for lr in settings["learners"] if lr in set(results["learner"])]:
-            betas, sizes, cube = regret_cube(results, variant, learner)
+            betas, sizes, cube = cubes[variant, learner] = regret_cube(results, variant, learner)
             if cube.shape[0] < 2:
                 continue
             tuned = stats.tuned_curve(cube)
@@ -155,7 +157,10 @@ def analyze(results: pd.DataFrame, settings: dict[str, Any], directory: Path) ->
             beta_curves.setdefault(variant, []).append(plots.Curve(learner, sizes, betas[tuned.index], color=colour))
             point = {**settings, "variant": variant}
             for j, n in enumerate(sizes):
-                star_beta, star_mix = target_regrets(point, float(betas[tuned.index[j]]))
+                beta = float(betas[tuned.index[j]])
+                if (variant, beta) not in targets:  # the same beta is tuned for many (learner, n)
+                    targets[variant, beta] = target_regrets(point, beta)
+                star_beta, star_mix = targets[variant, beta]
                 tuned_rows.append({"variant": variant, "learner": learner, "dataset_size": int(n),
                                    "tuned_beta": float(betas[tuned.index[j]]), "regret": float(tuned.mean[j]),
                                    "low": float(tuned.low[j]), "high": float(tuned.high[j]), "seeds": cube.shape[0],
@@ -169,7 +174,7 @@ def analyze(results: pd.DataFrame, settings: dict[str, Any], directory: Path) ->
                 fixed_rows += [{"learner": learner, "beta": float(betas[0]), "dataset_size": int(n),
                                 "regret": float(means[j]), "low": iv[j].low, "high": iv[j].high}
                                for j, n in enumerate(sizes)]
-    predictions = _predictions(results, settings, slopes, prediction_record, interval_verdict)
+    predictions = _predictions(cubes, settings, slopes, prediction_record, interval_verdict)
     x_label = "dataset size n (pairs from π_ref)"
     y_label = "max r − E_π̂[r] at the tuned β (mean, 95% t-band)"
     note = (f"β tuned per n on the grid {min(settings['betas']):g}..{max(settings['betas']):g} "
@@ -198,7 +203,8 @@ def analyze(results: pd.DataFrame, settings: dict[str, Any], directory: Path) ->
                                    "fit_min_size": fit_min} for (v, lr), s in slopes.items()]}}
 
 
-def _predictions(results, settings, slopes, prediction_record, interval_verdict) -> list[dict[str, Any]]:
+def _predictions(cubes, settings, slopes, prediction_record, interval_verdict) -> list[dict[str, Any]]:
+    """The verdicts from the ``(betas, sizes, regret cube)`` of every (variant, learner) and their slopes."""
     from xposim.harness import stats
     from xposim.seeding import make_rng
 
@@ -221,8 +227,8 @@ def _predictions(results, settings, slopes, prediction_record, interval_verdict)
             out.append(prediction_record(prediction_id, statement, s.slope, s.low, s.high, predicted,
                                          interval_verdict(s.low, s.high, **bound), rule=rule_slope(m=fit_min, side=side),
                                          unit="log-log slope"))
-    if "dpo" in set(results["learner"]) and "headroom" in set(results["variant"]):
-        betas, sizes, cube = regret_cube(results, "headroom", "dpo")
+    if ("headroom", "dpo") in cubes:
+        betas, sizes, cube = cubes["headroom", "dpo"]
         curve = cube[:, 0, :]
         rng = make_rng(1)
 
@@ -240,8 +246,8 @@ def _predictions(results, settings, slopes, prediction_record, interval_verdict)
                  "seed-bootstrap interval lies above 0 (the rise is >= 0 by construction, so otherwise not held)",
             unit="regret"))
     if ("no_headroom", "dpo") in slopes and ("no_headroom", "chipo") in slopes:
-        betas, sizes, dpo = regret_cube(results, "no_headroom", "dpo")
-        _, _, chipo = regret_cube(results, "no_headroom", "chipo")
+        betas, sizes, dpo = cubes["no_headroom", "dpo"]
+        _, _, chipo = cubes["no_headroom", "chipo"]
         n = min(dpo.shape[0], chipo.shape[0])
         fit = sizes >= fit_min
         difference = stats.bootstrap_tuned_slope_difference(sizes[fit], dpo[:n][:, :, fit], chipo[:n][:, :, fit], seed=0)
