@@ -140,6 +140,9 @@ def test_accept_stale_reuses_them_and_the_manifest_and_report_say_the_code_is_mi
     assert manifest["code_fingerprint"] == short_fingerprint() and manifest["xposim_version"] == xposim.__version__
     assert manifest["fingerprints"] == run["fingerprints"] and manifest["mixed_fingerprints"] is True
     by_cell = {c["cell_id"]: c["code_fingerprint"] for c in manifest["cells"]}
+    # each distinct setting once; cells name theirs by index (point-major, seeds inner)
+    assert [c["point"] for c in manifest["cells"]] == [0, 0, 1, 1]
+    assert [p["p"] for p in manifest["points"]] == [0.2, 0.5]
     assert by_cell[ids[0]] == "0123456789ab" and {by_cell[c] for c in ids[1:]} == {short_fingerprint()}
     assert not store.stale_dir.exists()  # reused, not moved
     from xposim.harness.report import build_report

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import platform
 import sys
 import time
@@ -33,9 +34,18 @@ def _manifest(experiment, settings: dict[str, Any], quick: bool, cells, status: 
               scheduler: str | None, workers: int | None, error: str | None = None) -> dict[str, Any]:
     """The manifest. ``code_fingerprint``: this process's code; ``fingerprints``: the code of the
     results (short fingerprint -> version and cell count) and each cell entry's ``code_fingerprint``
-    (``None`` without a result), both once the sweep has run."""
+    (``None`` without a result), both once the sweep has run. ``points`` lists each distinct cell
+    setting once; a cell entry names its setting by index (``point``), so the manifest grows with
+    the number of cells, not with cells times the size of their settings."""
     provenance = {} if outcome is None else outcome.provenance
     fingerprints = None if outcome is None else outcome.fingerprints()
+    keys = [json.dumps(c.settings, sort_keys=True, default=str) for c in cells]
+    point_index: dict[str, int] = {}
+    points: list[dict[str, Any]] = []
+    for key, c in zip(keys, cells):
+        if key not in point_index:
+            point_index[key] = len(points)
+            points.append(c.settings)
     manifest = {
         "experiment": experiment.name,
         "predictions": list(experiment.predictions),
@@ -51,8 +61,9 @@ def _manifest(experiment, settings: dict[str, Any], quick: bool, cells, status: 
         "code_fingerprint": short_fingerprint(),
         "fingerprints": fingerprints,
         "mixed_fingerprints": None if fingerprints is None else len(fingerprints) > 1,
-        "cells": [{"cell_id": c.cell_id, "settings": c.settings, "seed_index": c.seed_index,
-                   "code_fingerprint": _short(provenance.get(c.cell_id))} for c in cells],
+        "points": points,
+        "cells": [{"cell_id": c.cell_id, "point": point_index[key], "seed_index": c.seed_index,
+                   "code_fingerprint": _short(provenance.get(c.cell_id))} for key, c in zip(keys, cells)],
         "status": status,
         "n_failed": None if outcome is None else outcome.n_failed,
         "scheduler": scheduler,
