@@ -65,6 +65,23 @@ def test_kaplan_meier_matches_hand_computation():
     assert curve.n_censored == 2
 
 
+def test_kaplan_meier_agrees_with_scipy_ecdf_on_censored_data():
+    # scipy's product-limit estimator is the reference; ours is kept because the bootstraps call it
+    # thousands of times (about 120 us a call against scipy's 860 us, 32 runs, measured 2026-11-29)
+    rng = make_rng(11)
+    for k in range(300):
+        n = int(rng.integers(1, 30))
+        t = rng.integers(0, 12, n).astype(float) * (1.0 if k % 2 else 1.37)
+        e = rng.random(n) < rng.random()
+        if not e.any():
+            continue
+        curve = stats.kaplan_meier(t, e)
+        reference = scipy_stats.ecdf(scipy_stats.CensoredData(uncensored=t[e], right=t[~e])).sf
+        at = np.searchsorted(reference.quantiles, curve.times)
+        assert np.array_equal(reference.quantiles[at], curve.times)
+        np.testing.assert_allclose(curve.survival, reference.probabilities[at], rtol=0, atol=1e-15)
+
+
 def test_kaplan_meier_without_censoring_is_the_empirical_quantile():
     x = make_rng(4).integers(1, 50, size=37).astype(float)
     curve = stats.kaplan_meier(x, np.ones(x.size, bool))

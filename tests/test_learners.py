@@ -2,6 +2,7 @@
 Proposition 2.1's separation, sign conventions, the numpy/scipy reference loop, the generic loop."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -20,7 +21,9 @@ from xposim.learners import (
     make_learner,
     run_learner,
 )
-from xposim.learners import engine
+from xposim.learners import XPO, BonusOn, LearnerConfig, Sampler
+from xposim.learners import metrics as engine_metrics
+from xposim.losses import Bonus, PairLoss
 from xposim.policies import SolverSettings, TabularClass
 from xposim.policies import solving, tabular
 from xposim.reference.learners_numpy import reference_run
@@ -307,7 +310,7 @@ def test_multistart_reports_and_never_worsens_the_objective():
     assert plain.counters[solving.COUNTER_DISAGREEMENTS] == 0
     assert multi.counters[solving.COUNTER_SOLVES] == 200
     assert multi.counters[solving.COUNTER_DISAGREEMENTS] >= multi.counters[solving.COUNTER_IMPROVED]
-    assert multi.metrics[-1, engine.METRIC_COLUMNS.index("solver_disagreements")] == multi.counters[solving.COUNTER_DISAGREEMENTS]
+    assert multi.metrics[-1, engine_metrics.METRIC_COLUMNS.index("solver_disagreements")] == multi.counters[solving.COUNTER_DISAGREEMENTS]
 
 
 def test_chunking_and_relabeling_do_not_change_numbers():
@@ -370,3 +373,40 @@ def test_dueling_regret_columns_match_the_stored_pairs(name):
     mode = np.argmax(logp, axis=1)
     bai = float(np.sum(env.rho * gaps[np.arange(env.n_contexts), mode]))
     assert last["bai_regret"] == pytest.approx(bai, rel=1e-12, abs=1e-15)
+
+
+# ----------------------------------------------------------------------------- the plan as declared fields
+@dataclasses.dataclass(frozen=True)
+class DeclaredXPO(LearnerConfig):
+    """A user's XPO written from Algorithm 1's lines alone (no code of the package's XPO)."""
+
+    first_sampler = Sampler.POLICY  # tau ~ pi^(t)(.|x)
+    second_sampler = Sampler.REFERENCE  # tau~ ~ pi_ref(.|x)
+    pair_loss = PairLoss.DPO  # L_DPO(pi; D)
+    bonus = Bonus.XPO  # + alpha log pi(tau~) ...
+    bonus_on = BonusOn.SECOND  # ... on tau~
+
+
+@dataclasses.dataclass(frozen=True)
+class Undeclared(LearnerConfig):
+    """Declares no samplers."""
+
+
+def test_the_plan_is_the_declared_fields():
+    xpo = XPO()
+    assert (xpo.first_sampler, xpo.second_sampler, xpo.bonus_on) == (Sampler.POLICY, Sampler.REFERENCE, BonusOn.SECOND)
+    assert xpo.loss_kinds() == (PairLoss.DPO, Bonus.XPO) and xpo.has_bonus
+    plan = xpo.plan(1.0, 10)
+    assert (plan.first_sampler, plan.second_sampler, plan.bonus_response, plan.bonus_kind) == (0, 1, 1, 1)
+    assert all(type(getattr(plan, field)) is int for field in ("first_sampler", "second_sampler", "pair_kind", "mode"))
+    assert XPO(sampler="historical").second_sampler is Sampler.HISTORICAL
+    assert make_learner("online_dpo", greedy=True).first_sampler is Sampler.GREEDY
+    assert make_learner("ipo", tau_ipo=0.3).plan(1.0, 10).pair_param == 0.3
+    assert make_learner("copo", count_weight=2.0).plan(1.0, 10).copo_weight == 2.0
+    assert not make_learner("online_dpo").has_bonus
+    # a learner written from the algorithm's lines runs exactly as the package's XPO
+    ours = run_learner(BANDIT, DeclaredXPO(alpha=0.05), 0.05, 64, seed=5)
+    theirs = run_learner(BANDIT, XPO(alpha=0.05), 0.05, 64, seed=5)
+    np.testing.assert_array_equal(ours.metrics, theirs.metrics)
+    with pytest.raises(ValueError, match="first_sampler"):
+        run_learner(BANDIT, Undeclared(), 0.05, 4)

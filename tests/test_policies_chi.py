@@ -13,7 +13,7 @@ from xposim.envs import headroom_bandit, random_token_mdp
 from xposim.learners import make_learner, run_learner
 from xposim.learners.dpo import ChiPO, OnlineDPO
 from xposim.losses import chipo_margin
-from xposim.losses.kinds import PAIR_CHIPO
+from xposim.losses.kinds import PairLoss
 from xposim.mixed_chi2 import chi_class_trajectory_logprobs
 from xposim.reference import chi_numpy
 
@@ -85,9 +85,8 @@ def test_the_tilt_class_is_still_selectable_per_learner():
 class NarrowClipChiPO(ChiPO):
     """chiPO with its clip at 2 (R_max / 4): the loss is no longer the box Bradley–Terry fit."""
 
-    def losses(self, r_max: float):
-        kind, _, bonus, weight = super().losses(r_max)
-        return kind, r_max / 4.0, bonus, weight
+    def pair_parameter(self, r_max: float) -> float:
+        return r_max / 4.0
 
 
 def test_learners_outside_the_class_are_refused():
@@ -108,8 +107,9 @@ def test_learners_outside_the_class_are_refused():
 class OnlineChiPO(OnlineDPO):
     """A user's online chiPO: online DPO's sampling with chiPO's pair loss."""
 
+    pair_loss = PairLoss.CHIPO  # -log sigma(clip(beta [phi(z+) - phi(z-)], -2 R_max, 2 R_max))
+
     registry_name: ClassVar[str] = "online_chipo"
-    pair_loss_name: ClassVar[int] = PAIR_CHIPO
 
 
 def test_online_rounds_on_the_class_keep_the_link_and_are_deterministic():

@@ -1,10 +1,14 @@
-"""Learners (THEORY 4): XPO and its relatives as configs; the jitted engine that runs them.
+"""Learners (THEORY 4): XPO and its relatives as configs; the jitted round that runs them (:mod:`xposim.learners.round`).
 
 * :func:`make_learner` — by name (``"xpo"``, ``"online_dpo"``, ``"dpo"``, ``"ipo"``, ``"chipo"``,
   ``"vpo"``, ``"selm"``, ``"popo"``, ``"se_popo"``, ``"copo"``, ``"xpo_historical"``,
   ``"online_dpo_greedy"``, ...);
 * config classes :class:`XPO`, :class:`OnlineDPO`, :class:`OfflineDPO`, :class:`IPO`,
   :class:`ChiPO`, :class:`VPO`, :class:`SELM`, :class:`POPO`, :class:`COPO`;
+* the plan's vocabulary (:mod:`xposim.learners.plan`): :class:`Sampler`, :class:`BonusOn`,
+  :class:`LossReference`, :class:`Mode` — a learner declares its round in these terms (a new
+  learner: subclass :class:`LearnerConfig`, set ``first_sampler``, ``second_sampler``, ``pair_loss``,
+  ``bonus``, ``bonus_on``; see :class:`XPO`);
 * alpha schedules :class:`ConstantAlpha`, :class:`TheoryAlpha` (``c beta / sqrt(T)``),
   :class:`DecayingAlpha`;
 * :func:`run_learner` — one learner, one seed (``xposim.simulate`` runs many).
@@ -15,6 +19,7 @@
 from xposim.learners.config import ConstantAlpha, DecayingAlpha, LearnerConfig, TheoryAlpha
 from xposim.learners.dpo import IPO, ChiPO, OfflineDPO, OnlineDPO
 from xposim.learners.optimism import COPO, POPO, SELM, VPO
+from xposim.learners.plan import BonusOn, LossReference, Mode, Plan, Sampler
 from xposim.learners.registry import LEARNERS, learner_names, loss_spec, make_learner, register_learner
 from xposim.learners.reward_models import (
     CoLSTIM,
@@ -31,6 +36,11 @@ from xposim.learners.xpo import XPO
 
 __all__ = [
     "LearnerConfig",
+    "Sampler",
+    "BonusOn",
+    "LossReference",
+    "Mode",
+    "Plan",
     "ConstantAlpha",
     "TheoryAlpha",
     "DecayingAlpha",

@@ -1,93 +1,36 @@
-"""Learner configuration: the common fields, the alpha schedules and the round plan.
+"""Learner configuration: the common fields, the alpha schedules, and the round plan's declaration.
 
-A learner is a frozen dataclass (one per algorithm, in the sibling modules) whose :meth:`plan`
-maps its pseudocode onto a :class:`Plan`: which sampler draws each response, which loss kernels
-score the data, which response gets the bonus, which reference the loss uses, paper or trl mode.
-The jitted engine (:mod:`xposim.learners.engine`) executes plans; it knows no learner by name.
+A learner is a frozen dataclass (one per algorithm, in the sibling modules) that declares its
+round in the terms of :mod:`xposim.learners.plan` as named class fields, one per line of its
+pseudocode::
+
+    first_sampler = Sampler.POLICY        # tau  ~ pi^(t)(.|x)
+    second_sampler = Sampler.REFERENCE    # tau~ ~ pi_ref(.|x)
+    bonus_on = BonusOn.SECOND             # the bonus is on tau~
+    pair_loss = PairLoss.DPO              # -log sigma(beta (l(tau+) - l(tau-)))
+    bonus = Bonus.XPO                     # + alpha log pi(tau~)
+
+(settings that depend on the instance are properties: XPO's ``sampler='historical'`` variant,
+online DPO's ``greedy``). :meth:`LearnerConfig.plan` packs them into a :class:`~xposim.learners.plan.Plan`;
+the jitted round (:mod:`xposim.learners.round`) executes it and knows no learner by name.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections import namedtuple
 from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-from xposim.losses.kinds import BONUS_NONE, bonus_kind, pair_kind
+from xposim.learners.plan import BonusOn, LossReference, Mode, Plan, Sampler
+from xposim.losses.kinds import Bonus, PairLoss, bonus_kind, pair_kind
 from xposim.oracles import Argmax, BradleyTerry, PreferenceOracle, Probit, make_oracle
 from xposim.policies.solving import SolverSettings
 from xposim.validation import check_int, check_nonnegative, check_positive
 
-# ----------------------------------------------------------------------------- plan codes
-#: ``tau ~ pi^(t)(.|x)`` (at ``Plan.temperature``; 1 = the policy itself).
-SAMPLER_POLICY = 0
-#: ``tau ~ pi_ref(.|x)`` (the environment's reference; Algorithm 1's ``tau~``), at ``Plan.temperature``
-#: like the policy's draws (trl generates both responses at 0.9; 1 = ``pi_ref`` itself).
-SAMPLER_REFERENCE = 1
-#: the temperature-0 (greedy) policy: argmax token in every state, ties to the lowest token.
-SAMPLER_GREEDY = 2
-#: uniform mixture of the past iterates ``pi^(1..t)`` (Algorithm 3).
-SAMPLER_HISTORICAL = 3
-#: a frozen snapshot of an iterate (POPO's ``pi_sam``; ``pi_ref`` until the first SE-POPO reset).
-SAMPLER_FROZEN = 4
-#: a fixed behaviour policy given by the user (offline data, Algorithm 2 with a fixed sampler).
-SAMPLER_BEHAVIOUR = 5
-SAMPLER_NAMES = {
-    "policy": SAMPLER_POLICY,
-    "reference": SAMPLER_REFERENCE,
-    "greedy": SAMPLER_GREEDY,
-    "historical": SAMPLER_HISTORICAL,
-    "frozen": SAMPLER_FROZEN,
-    "behaviour": SAMPLER_BEHAVIOUR,
-}
-
-#: no bonus response.
-BONUS_ON_NONE = 0
-#: the bonus is on the second response of the pair (XPO's ``tau~``, POPO's ``y_sam``).
-BONUS_ON_SECOND = 1
-#: the bonus is on a third, unlabeled response from ``Plan.bonus_sampler`` (VPO, COPO).
-BONUS_ON_SEPARATE = 2
-
-#: the loss reference is the environment's ``pi_ref``.
-REFERENCE_FIXED = 0
-#: the loss reference of context ``x`` is the iterate just before ``x``'s latest update (SELM).
-REFERENCE_PREVIOUS = 1
-REFERENCE_NAMES = {"fixed": REFERENCE_FIXED, "previous_iterate": REFERENCE_PREVIOUS}
-
-#: argmin over all the data every round (the paper).
-MODE_PAPER = 0
-#: one gradient step on the fresh batch only (trl's ``XPOTrainer`` / ``OnlineDPOTrainer``, which ship
-#: under ``trl.experimental`` since trl 0.29 removed their ``trl.trainer`` aliases).
-MODE_TRL = 1
-MODE_NAMES = {"paper": MODE_PAPER, "trl": MODE_TRL}
-
-#: uniforms drawn per preference query: context, first, second, label, bonus response.
-UNIFORMS_PER_PAIR = 5
-
-Plan = namedtuple(
-    "Plan",
-    [
-        "first_sampler",
-        "second_sampler",
-        "bonus_sampler",
-        "bonus_response",
-        "pair_kind",
-        "pair_param",
-        "bonus_kind",
-        "copo_weight",
-        "reference_mode",
-        "batch_size",
-        "oracle_code",
-        "oracle_param",
-        "mode",
-        "learning_rate",
-        "temperature",
-        "outer_round_length",
-        "offline",
-    ],
-)
-Plan.__doc__ = """Integer/float description of one learner's round, executed by the jitted engine."""
+#: names of the plan's settings in configs and tables -> codes
+REFERENCE_NAMES = {"fixed": LossReference.FIXED, "previous_iterate": LossReference.PREVIOUS_ITERATE}
+MODE_NAMES = {"paper": Mode.PAPER, "trl": Mode.TRL}
 
 
 # ----------------------------------------------------------------------------- alpha schedules
@@ -239,12 +182,27 @@ class LearnerConfig:
     solver: SolverSettings = dataclasses.field(default_factory=SolverSettings)
     """Settings of the argmin (tolerance, max iterations, restarts, dense limit)."""
 
+    # -- the round plan, declared by each learner (Algorithm 1's lines as data) ---------
+    #: Sampler of the first response ``tau`` (XPO: ``Sampler.POLICY``, ``tau ~ pi^(t)``).
+    first_sampler: ClassVar[Sampler]
+    #: Sampler of the second response (XPO: ``Sampler.REFERENCE``, ``tau~ ~ pi_ref``).
+    second_sampler: ClassVar[Sampler]
+    #: Which response carries the bonus term (``BonusOn.NONE``: no bonus).
+    bonus_on: ClassVar[BonusOn] = BonusOn.NONE
+    #: Sampler of the bonus response when ``bonus_on = BonusOn.SEPARATE`` (VPO, COPO: ``pi_ref``).
+    bonus_sampler: ClassVar[Sampler] = Sampler.REFERENCE
+    #: The loss of each labeled pair.
+    pair_loss: ClassVar[PairLoss] = PairLoss.DPO
+    #: The bonus term (``Bonus.NONE``: none).
+    bonus: ClassVar[Bonus] = Bonus.NONE
+    #: Bonus weight ``c`` of COPO's ``c / sqrt(N(x, y))`` (1 for every other bonus).
+    bonus_weight: ClassVar[float] = 1.0
+
     registry_name: ClassVar[str] = "learner"
     #: Policy class the learner runs on when the caller names none (``policy_class=None``): the
     #: class in which its loss is the paper's (``"tabular"``; chiPO: ``"tabular_chi"``).
     default_policy_class: ClassVar[str] = "tabular"
     default_alpha: ClassVar = 0.0
-    has_bonus: ClassVar[bool] = False
     default_reference: ClassVar[str] = "fixed"
 
     def __post_init__(self) -> None:
@@ -266,6 +224,11 @@ class LearnerConfig:
             raise ValueError(f"solver must be a SolverSettings, got {self.solver!r}")
 
     # -- resolved settings ------------------------------------------------------
+    @property
+    def has_bonus(self) -> bool:
+        """Whether the argmin has a bonus term (``bonus`` is not ``Bonus.NONE``)."""
+        return self.bonus != Bonus.NONE
+
     @property
     def label(self) -> str:
         return self.name if self.name is not None else self.registry_name
@@ -298,41 +261,39 @@ class LearnerConfig:
         """Token-level behaviour policy ``(nc, n_states, A)`` if the learner samples from one."""
         return None
 
-    # -- to be provided by subclasses -------------------------------------------
-    def samplers(self) -> tuple[int, int, int, int]:
-        """``(first, second, bonus sampler, bonus response)`` codes."""
-        raise NotImplementedError
+    # -- the plan -----------------------------------------------------------------
+    def loss_kinds(self) -> tuple[PairLoss, Bonus]:
+        """``(pair_loss, bonus)``: the learner's per-round loss (its THEORY 4.5 row)."""
+        return self.pair_loss, self.bonus
 
-    def losses(self, r_max: float) -> tuple[int, float, int, float]:
-        """``(pair kind, pair param, bonus kind, copo weight)``."""
-        raise NotImplementedError
+    def pair_parameter(self, r_max: float) -> float:
+        """The pair loss's parameter: chiPO's clip ``R_max`` (the environment's), IPO's ``tau``."""
+        return float(r_max)
 
     def outer_round_length(self, rounds: int) -> int:
         """SE-POPO: rounds per outer round (the frozen sampler is reset between them); 0 = never."""
         return 0
 
     def plan(self, r_max: float, rounds: int) -> Plan:
-        """The :class:`Plan` the engine executes."""
-        first, second, bonus_sampler, bonus_on = self.samplers()
-        pk, pparam, bk, copo = self.losses(r_max)
+        """The :class:`~xposim.learners.plan.Plan` the round executes: the declared fields, resolved."""
+        for field in ("first_sampler", "second_sampler"):
+            if not isinstance(getattr(self, field, None), Sampler):
+                raise ValueError(f"learner {type(self).__name__} must declare {field} (an xposim.learners.plan.Sampler)")
         oracle = self.resolved_oracle()
-        if not self.has_bonus:
-            bk = BONUS_NONE
-            bonus_on = BONUS_ON_NONE
         return Plan(
-            first_sampler=int(first),
-            second_sampler=int(second),
-            bonus_sampler=int(bonus_sampler),
-            bonus_response=int(bonus_on),
-            pair_kind=int(pk),
-            pair_param=float(pparam),
-            bonus_kind=int(bk),
-            copo_weight=float(copo),
-            reference_mode=REFERENCE_NAMES[self.resolved_reference()],
+            first_sampler=int(self.first_sampler),
+            second_sampler=int(self.second_sampler),
+            bonus_sampler=int(self.bonus_sampler),
+            bonus_response=int(self.bonus_on if self.has_bonus else BonusOn.NONE),
+            pair_kind=int(self.pair_loss),
+            pair_param=float(self.pair_parameter(r_max)),
+            bonus_kind=int(self.bonus),
+            copo_weight=float(self.bonus_weight),
+            reference_mode=int(REFERENCE_NAMES[self.resolved_reference()]),
             batch_size=int(self.batch_size),
             oracle_code=int(oracle.code),
             oracle_param=float(oracle.parameter),
-            mode=MODE_NAMES[self.mode],
+            mode=int(MODE_NAMES[self.mode]),
             learning_rate=float(self.learning_rate),
             temperature=self.resolved_temperature(),
             outer_round_length=int(self.outer_round_length(rounds)),
@@ -368,7 +329,6 @@ __all__ = [
     "TheoryAlpha",
     "DecayingAlpha",
     "LearnerConfig",
-    "Plan",
     "alpha_values",
     "as_alpha_schedule",
     "resolve_oracle",

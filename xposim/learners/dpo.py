@@ -6,15 +6,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from xposim.learners.config import (
-    BONUS_ON_NONE,
-    SAMPLER_BEHAVIOUR,
-    SAMPLER_GREEDY,
-    SAMPLER_POLICY,
-    SAMPLER_REFERENCE,
-    LearnerConfig,
-)
-from xposim.losses.kinds import BONUS_NONE, PAIR_CHIPO, PAIR_DPO, PAIR_IPO
+from xposim.learners.config import LearnerConfig
+from xposim.learners.plan import Sampler
+from xposim.losses.kinds import PairLoss
 from xposim.validation import check_int, check_positive
 
 
@@ -30,13 +24,15 @@ class OfflineDPO(LearnerConfig):
     ``pi_hat`` itself; ``queries = n`` at every checkpoint.
     """
 
+    # tau, tau' ~ behaviour (pi_ref unless ``behaviour`` is given): the properties below
+    pair_loss = PairLoss.DPO  # -log sigma(beta [l(tau+) - l(tau-)]) ; no bonus
+
     n_pairs: int | None = None
     """Size ``n`` of the offline dataset (None: the ``rounds`` of the run)."""
     behaviour: np.ndarray | None = dataclasses.field(default=None, compare=False, repr=False)
     """Token-level behaviour policy ``(n_contexts, n_states, A)`` generating both responses (None: ``pi_ref``)."""
 
     registry_name: ClassVar[str] = "dpo"
-    pair_loss_name: ClassVar[int] = PAIR_DPO
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -52,14 +48,15 @@ class OfflineDPO(LearnerConfig):
     def behaviour_policy(self):
         return self.behaviour
 
-    def samplers(self):
-        source = SAMPLER_REFERENCE if self.behaviour is None else SAMPLER_BEHAVIOUR
-        # tau ~ behaviour, tau' ~ behaviour ; no bonus
-        return source, source, SAMPLER_REFERENCE, BONUS_ON_NONE
+    @property
+    def first_sampler(self) -> Sampler:
+        """``tau ~ pi_ref``, or ``behaviour`` when given."""
+        return Sampler.REFERENCE if self.behaviour is None else Sampler.BEHAVIOUR
 
-    def losses(self, r_max: float):
-        # L_DPO: -log sigma(beta (l(tau+) - l(tau-)))
-        return self.pair_loss_name, r_max, BONUS_NONE, 1.0
+    @property
+    def second_sampler(self) -> Sampler:
+        """``tau' ~`` the same source as ``tau``."""
+        return self.first_sampler
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,9 +71,10 @@ class ChiPO(OfflineDPO):
     DPO's exponential-tilt class instead (not realizable for chiPO's objective).
     """
 
+    pair_loss = PairLoss.CHIPO  # -log sigma(clip(beta [phi(z+) - phi(z-)], -2 R_max, 2 R_max))
+
     registry_name: ClassVar[str] = "chipo"
     default_policy_class: ClassVar[str] = "tabular_chi"
-    pair_loss_name: ClassVar[int] = PAIR_CHIPO
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,24 +91,24 @@ class OnlineDPO(LearnerConfig):
     (argmax token per state, ties to the lowest token).
     """
 
+    # first_sampler: tau ~ pi^(t)(.|x), or its greedy version: the property below
+    second_sampler = Sampler.POLICY  # tau' ~ pi^(t)(.|x)
+    pair_loss = PairLoss.DPO  # -log sigma(beta [l(tau+) - l(tau-)]) over D ; no bonus
+
     greedy: bool = False
     """Draw the first response from the temperature-0 policy (``online_dpo_greedy``)."""
 
     registry_name: ClassVar[str] = "online_dpo"
-    pair_loss_name: ClassVar[int] = PAIR_DPO
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not isinstance(self.greedy, bool):
             raise ValueError(f"greedy must be a bool, got {self.greedy!r}")
 
-    def samplers(self):
-        first = SAMPLER_GREEDY if self.greedy else SAMPLER_POLICY  # tau ~ pi^(t) (or greedy)
-        second = SAMPLER_POLICY  # tau' ~ pi^(t)
-        return first, second, SAMPLER_REFERENCE, BONUS_ON_NONE
-
-    def losses(self, r_max: float):
-        return self.pair_loss_name, r_max, BONUS_NONE, 1.0
+    @property
+    def first_sampler(self) -> Sampler:
+        """``tau ~ pi^(t)``, or the temperature-0 policy when ``greedy``."""
+        return Sampler.GREEDY if self.greedy else Sampler.POLICY
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,15 +117,16 @@ class IPO(OnlineDPO):
     ``(l(tau+) - l(tau-) - 1/(2 tau_ipo))^2`` (summed log-probabilities, as trl's online DPO and XPO
     trainers; trl's offline ``DPOTrainer`` averages them over tokens for ``loss_type="ipo"``)."""
 
+    pair_loss = PairLoss.IPO  # (l(tau+) - l(tau-) - 1/(2 tau_ipo))^2 over D
+
     tau_ipo: float = 0.1
     """IPO's regularization ``tau``: the loss pulls ``l(tau+) - l(tau-)`` to ``1/(2 tau_ipo)``."""
 
     registry_name: ClassVar[str] = "ipo"
-    pair_loss_name: ClassVar[int] = PAIR_IPO
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_positive(self.tau_ipo, "tau_ipo")
 
-    def losses(self, r_max: float):
-        return PAIR_IPO, self.tau_ipo, BONUS_NONE, 1.0
+    def pair_parameter(self, r_max: float) -> float:
+        return float(self.tau_ipo)

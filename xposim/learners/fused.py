@@ -6,8 +6,8 @@ class's ``solve`` or ``gradient_step`` from Python). Numba functions passed as a
 numba's on-disk cache, so a fused loop is written once per class, here, and looked up by class:
 the runner asks :func:`fused_loop_for` and never branches on the class itself.
 
-Every loop reads as Algorithm 1 of the paper: ``begin_round`` (sample, label, record: lines 3-5),
-the class's argmin over all the data (line 6), ``end_round`` (metrics).
+Every loop reads as Algorithm 1 of the paper (:mod:`xposim.learners.round`): ``begin_round``
+(sample, label, record), the class's argmin over all the data, ``end_round`` (metrics).
 """
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ from typing import Callable
 import numpy as np
 from numba import njit
 
-from xposim.learners.config import MODE_PAPER, REFERENCE_PREVIOUS
-from xposim.learners.engine import EngineState, begin_round, end_round, refresh_values
+from xposim.learners.metrics import refresh_values
+from xposim.learners.plan import LossReference, Mode
+from xposim.learners.round import begin_round, end_round
+from xposim.learners.state import EngineState
 from xposim.policies.arrays import EnvArrays
 from xposim.policies.base import PolicyClass
 from xposim.policies.finite import FiniteClass, FiniteState, finite_solve
@@ -46,8 +48,8 @@ def run_rounds_tabular(first_round: int, uniforms: np.ndarray, arrays: EnvArrays
     for i in range(uniforms.shape[0]):
         t = first_round + i
         problem = begin_round(t, uniforms[i], arrays, plan, alpha_chunk[i], view, eng, store, True, consts)
-        if plan.mode == MODE_PAPER:
-            # Alg.1 line: pi^(t+1) = argmin_pi alpha sum log pi(tau~) + L_DPO(pi; D)
+        if plan.mode == Mode.PAPER:
+            # Alg. 1: pi^(t+1) = argmin_pi alpha sum log pi(tau~) + L_DPO(pi; D)
             tabular_solve(state, view, arrays.leaf_logref, problem, ws, eng.solve_mask)
         else:
             tabular_gradient_step(state, view, arrays.leaf_logref, problem, ws, eng.batch_context,
@@ -71,11 +73,11 @@ def run_rounds_finite(first_round: int, uniforms: np.ndarray, arrays: EnvArrays,
                       state: FiniteState) -> None:
     """Rounds of a learner on the finite class (exact argmin by enumeration, paper mode only;
     ``alpha_chunk[i]`` is the bonus weight of round ``first_round + i``)."""
-    recompute = plan.reference_mode == REFERENCE_PREVIOUS
+    recompute = plan.reference_mode == LossReference.PREVIOUS_ITERATE
     for i in range(uniforms.shape[0]):
         t = first_round + i
         problem = begin_round(t, uniforms[i], arrays, plan, alpha_chunk[i], view, eng, store, False, consts)
-        # Alg.1 line: pi^(t+1) = argmin over the class (enumeration)
+        # Alg. 1: pi^(t+1) = argmin over the class (enumeration)
         finite_solve(state, view, problem, eng.batch_context, eng.batch_chosen, eng.batch_rejected,
                      eng.batch_bonus, plan.batch_size, eng.solve_mask, recompute)
         end_round(t, arrays, plan, view, eng, consts)

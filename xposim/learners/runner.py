@@ -17,20 +17,16 @@ import numpy as np
 
 from xposim import exact
 from xposim.envs.token_mdp import TokenMDP
-from xposim.learners import engine
+from xposim.learners import metrics
+from xposim.learners.config import AlphaBlocks, LearnerConfig
 from xposim.learners.fused import fused_loop_for, offline_problem
-from xposim.learners.config import (
-    MODE_PAPER,
-    SAMPLER_BEHAVIOUR,
-    UNIFORMS_PER_PAIR,
-    AlphaBlocks,
-    LearnerConfig,
-)
+from xposim.learners.plan import UNIFORMS_PER_PAIR, Mode, Sampler
+from xposim.learners.round import begin_round, collect_offline_pairs, end_round
+from xposim.learners.state import S_BEST, S_PREV_ALPHA, S_VALUE, RunConstants, new_engine_state
 from xposim.policies.arrays import env_arrays, EnvArrays
 from xposim.policies.base import PolicyClass
 from xposim.policies.store import new_store
 from xposim.policies.view import IterateView, token_log_policy_from_leaf_logprobs, view_leaf_logprobs_into
-from xposim.policies.solving import N_COUNTERS
 from xposim.policies.tabular import TabularClass
 from xposim.resources import check_memory
 from xposim.seeding import SeedLike, as_seed_sequence
@@ -142,7 +138,7 @@ def estimate_run_bytes(env: TokenMDP, learner: LearnerConfig, rounds: int, n_che
     pairs = pair_capacity(n_contexts, n_leaves, learner, rounds)
     block = min(chunk_rounds, rounds * learner.batch_size)
     words = (_LEAF_ARRAYS_PER_RUN * n_contexts * (n_leaves + 1) + 16 * pairs + block * (UNIFORMS_PER_PAIR + 1)
-             + n_checkpoints * engine.N_METRICS + learner.solver.dense_limit ** 2
+             + n_checkpoints * metrics.N_METRICS + learner.solver.dense_limit ** 2
              + learner.solver.restarts * (n_leaves + 1))
     return 8 * words
 
@@ -151,7 +147,7 @@ def estimate_run_bytes(env: TokenMDP, learner: LearnerConfig, rounds: int, n_che
 class RunResult:
     """Output of :func:`run_learner`.
 
-    ``metrics`` is ``(n_checkpoints, len(engine.METRIC_COLUMNS))``; :meth:`leaf_logprobs` and
+    ``metrics`` is ``(n_checkpoints, len(xposim.learners.metrics.METRIC_COLUMNS))``; :meth:`leaf_logprobs` and
     :meth:`token_policy` give the final iterate at trajectory and token level.
     """
 
@@ -170,7 +166,7 @@ class RunResult:
     class_state: object = None
     """The policy class's final state (e.g. :class:`~xposim.policies.tabular.TabularState`)."""
     engine_state: object = None
-    """The engine's final :class:`~xposim.learners.engine.EngineState` (bonus counts, loss reference, ...)."""
+    """The round's final :class:`~xposim.learners.state.EngineState` (bonus counts, loss reference, ...)."""
 
     def leaf_logprobs(self) -> np.ndarray:
         """``log pi_hat(tau|x)``, ``(n_contexts, n_leaves)``, of the last iterate."""
@@ -186,7 +182,7 @@ class RunResult:
 
 
 def _behaviour_cdf(env: TokenMDP, learner: LearnerConfig, plan) -> np.ndarray:
-    uses = SAMPLER_BEHAVIOUR in (plan.first_sampler, plan.second_sampler, plan.bonus_sampler)
+    uses = Sampler.BEHAVIOUR in (plan.first_sampler, plan.second_sampler, plan.bonus_sampler)
     policy = learner.behaviour_policy()
     if not uses:
         return np.zeros((1, 1))
@@ -223,49 +219,6 @@ def tempered_reference_cdf(env: TokenMDP, arrays: EnvArrays, temperature: float)
     cdf = np.cumsum(np.exp(exact.trajectory_logprobs(env, token_policy)), axis=1)
     cdf /= cdf[:, -1:]
     return np.ascontiguousarray(cdf)
-
-
-def _new_engine_state(arrays: EnvArrays, view: IterateView, plan, checkpoints: np.ndarray,
-                      behaviour_cdf: np.ndarray, reference_cdf: np.ndarray) -> engine.EngineState:
-    n_contexts, n_leaves = arrays.leaf_logref.shape
-    batch = plan.batch_size
-    loss_ref = np.full((n_contexts, n_leaves), -np.inf)
-    for x in range(n_contexts):
-        k = view.n_slots[x]
-        loss_ref[x, :k] = arrays.leaf_logref[x, view.slot_leaf[x, :k]]
-    eng = engine.EngineState(
-        loss_ref_logp=loss_ref,
-        loss_ref_offset=np.zeros(n_contexts),
-        frozen_logp=loss_ref.copy(),
-        frozen_offset=np.zeros(n_contexts),
-        hist_slot=np.zeros((n_contexts + 1, n_leaves)),
-        hist_rest=np.zeros(n_contexts),
-        hist_time=np.zeros(n_contexts),
-        bonus_count=np.zeros((n_contexts, n_leaves)),
-        appear_count=np.zeros((n_contexts, n_leaves)),
-        bonus_weight=np.ones((n_contexts, n_leaves)),
-        value_per_context=np.zeros(n_contexts),
-        behaviour_cdf=behaviour_cdf,
-        reference_cdf=reference_cdf,
-        touched=np.zeros(n_contexts, dtype=np.bool_),
-        solve_mask=np.zeros(n_contexts, dtype=np.bool_),
-        changed=np.zeros(n_contexts, dtype=np.bool_),
-        batch_context=np.zeros(batch, dtype=np.int64),
-        batch_chosen=np.zeros(batch, dtype=np.int64),
-        batch_rejected=np.zeros(batch, dtype=np.int64),
-        batch_bonus=np.full(batch, -1, dtype=np.int64),
-        batch_bonus_weight=np.ones(batch),
-        scalars=np.zeros(engine.N_SCALARS),
-        counters=np.zeros(N_COUNTERS, dtype=np.int64),
-        largest_gap=np.zeros(1),
-        checkpoints=np.ascontiguousarray(checkpoints, dtype=np.int64),
-        next_checkpoint=np.zeros(1, dtype=np.int64),
-        metrics=np.full((len(checkpoints), engine.N_METRICS), np.nan),
-        scratch=np.zeros(max(arrays.vocab_size, 2)),
-    )
-    # pi^(1): the frozen sampler (POPO's pi_sam) and the loss reference start at pi_ref (offsets 0);
-    # the historical sums start at zero: the mixture of pi^(1..t) is accumulated from round 1
-    return eng
 
 
 _ANNOUNCED = False
@@ -333,7 +286,7 @@ def run_learner(
     pclass.validate(env)
     plan = learner.plan(env.r_max, rounds)
     pclass.check_learner(learner, plan, env)
-    if plan.mode != MODE_PAPER and not pclass.supports_gradient_steps:
+    if plan.mode != Mode.PAPER and not pclass.supports_gradient_steps:
         raise ValueError(
             f"mode='trl' needs a policy class with gradient steps; policy_class {pclass.name!r} has none"
         )
@@ -344,15 +297,15 @@ def run_learner(
     arrays = env_arrays(env)
     if optimal_value is None:
         optimal_value = exact.solve(env, beta).value
-    consts = engine.RunConstants(beta=beta, optimal_value=float(optimal_value))
+    consts = RunConstants(beta=beta, optimal_value=float(optimal_value))
     rng = np.random.Generator(np.random.PCG64(as_seed_sequence(seed)))
     n_contexts, n_leaves = arrays.leaf_logref.shape
     settings = learner.solver
     state = pclass.create_state(env, arrays, beta, settings, rng=rng)  # the class draws its restarts first
     view = pclass.initial_view(arrays, state)
     behaviour_cdf = _behaviour_cdf(env, learner, plan)
-    eng = _new_engine_state(arrays, view, plan, checkpoints, behaviour_cdf,
-                            tempered_reference_cdf(env, arrays, plan.temperature))
+    eng = new_engine_state(arrays, view, plan.batch_size, checkpoints, metrics.N_METRICS, behaviour_cdf,
+                           tempered_reference_cdf(env, arrays, plan.temperature))
     width = UNIFORMS_PER_PAIR * plan.batch_size
 
     chunk_rounds = check_rounds(chunk_rounds)
@@ -367,32 +320,32 @@ def run_learner(
         first = 1
         while first <= n_pairs:
             n = min(chunk_rounds, n_pairs - first + 1)
-            engine.collect_offline_pairs(first, rng.random((n, width)), arrays, plan, view, eng, store, any_data)
+            collect_offline_pairs(first, rng.random((n, width)), arrays, plan, view, eng, store, any_data)
             first += n
         if loop is not None:
             loop.solve_offline(arrays, plan, consts, view, eng, store, state, workspace, any_data)
         else:  # any other class: the same single argmin through its ``solve``
             pclass.solve(offline_problem(plan, consts, eng, store), state, view, any_data, workspace=workspace)
-            engine.refresh_values(arrays, view, eng, beta, True)
-        engine.record_metrics(0, 0, 1, arrays, view, eng, consts, True)
+            metrics.refresh_values(arrays, view, eng, beta, True)
+        metrics.record_metrics(0, 0, 1, arrays, view, eng, consts, True)
         row = eng.metrics[0].copy()
         for i, t in enumerate(checkpoints):
             eng.metrics[i] = row
             eng.metrics[i, 0] = t
             eng.metrics[i, 1] = n_pairs
-        final_value = eng.scalars[engine.S_VALUE]
-        return RunResult(learner, eng.metrics, engine.METRIC_COLUMNS, view, arrays, env, beta,
+        final_value = eng.scalars[S_VALUE]
+        return RunResult(learner, eng.metrics, metrics.METRIC_COLUMNS, view, arrays, env, beta,
                          float(optimal_value), eng.counters.copy(), float(final_value), store, state, eng)
 
     capacity = pair_capacity(n_contexts, n_leaves, learner, rounds)
     store = new_store(n_contexts, n_leaves, capacity)
     chunk = max(1, chunk_rounds // plan.batch_size)
     alpha_chunk = alpha_blocks.block(1, min(chunk, rounds))
-    engine.refresh_values(arrays, view, eng, beta, True)
-    eng.scalars[engine.S_BEST] = optimal_value - eng.scalars[engine.S_VALUE]
-    eng.scalars[engine.S_PREV_ALPHA] = alpha_chunk[0]
+    metrics.refresh_values(arrays, view, eng, beta, True)
+    eng.scalars[S_BEST] = optimal_value - eng.scalars[S_VALUE]
+    eng.scalars[S_PREV_ALPHA] = alpha_chunk[0]
     if checkpoints[0] == 0:
-        engine.record_metrics(0, 0, plan.batch_size, arrays, view, eng, consts, False)
+        metrics.record_metrics(0, 0, plan.batch_size, arrays, view, eng, consts, False)
         eng.next_checkpoint[0] = 1
     workspace = pclass.solver_workspace(arrays, settings, max(capacity, plan.batch_size))
     loop = fused_loop_for(pclass)
@@ -411,8 +364,8 @@ def run_learner(
         if on_chunk is not None:
             on_chunk(t, t + n - 1, time.perf_counter() - started)
         t += n
-    return RunResult(learner, eng.metrics, engine.METRIC_COLUMNS, view, arrays, env, beta, float(optimal_value),
-                     eng.counters.copy(), float(eng.scalars[engine.S_VALUE]), store, state, eng)
+    return RunResult(learner, eng.metrics, metrics.METRIC_COLUMNS, view, arrays, env, beta, float(optimal_value),
+                     eng.counters.copy(), float(eng.scalars[S_VALUE]), store, state, eng)
 
 
 def _generic_rounds(pclass: PolicyClass, first_round: int, uniforms: np.ndarray, arrays, plan, consts, alpha_chunk,
@@ -421,14 +374,14 @@ def _generic_rounds(pclass: PolicyClass, first_round: int, uniforms: np.ndarray,
     separable = bool(pclass.is_context_separable)
     for i in range(uniforms.shape[0]):
         t = first_round + i
-        problem = engine.begin_round(t, uniforms[i], arrays, plan, alpha_chunk[i], view, eng, store, separable, consts)
-        if plan.mode == MODE_PAPER:
+        problem = begin_round(t, uniforms[i], arrays, plan, alpha_chunk[i], view, eng, store, separable, consts)
+        if plan.mode == Mode.PAPER:
             pclass.solve(problem, state, view, eng.solve_mask, workspace=workspace)
         else:
             batch = (eng.batch_context, eng.batch_chosen, eng.batch_rejected, eng.batch_bonus,
                      eng.batch_bonus_weight, plan.batch_size, plan.learning_rate)
             pclass.gradient_step(problem, state, view, batch, workspace=workspace)
-        engine.end_round(t, arrays, plan, view, eng, consts)
+        end_round(t, arrays, plan, view, eng, consts)
 
 
 __all__ = ["RunResult", "run_learner", "estimate_run_bytes", "default_checkpoints", "check_checkpoints", "resolve_policy_class"]

@@ -6,17 +6,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from xposim.learners.config import (
-    BONUS_ON_SECOND,
-    SAMPLER_BEHAVIOUR,
-    SAMPLER_HISTORICAL,
-    SAMPLER_NAMES,
-    SAMPLER_POLICY,
-    SAMPLER_REFERENCE,
-    LearnerConfig,
-    TheoryAlpha,
-)
-from xposim.losses.kinds import BONUS_XPO, PAIR_DPO
+from xposim.learners.config import LearnerConfig, TheoryAlpha
+from xposim.learners.plan import BonusOn, Sampler
+from xposim.losses.kinds import Bonus, PairLoss
 
 _XPO_SAMPLERS = ("reference", "historical", "behaviour", "policy")
 
@@ -27,14 +19,19 @@ class XPO(LearnerConfig):
 
         pi^(1) = pi_ref ; D = {}
         for t = 1..T:
-            x ~ rho                                   # Alg.1 line: x ~ rho
-            tau  ~ pi^(t)(.|x)                        # Alg.1 line: tau ~ pi^(t)(.|x)
-            tau~ ~ pi_ref(.|x)                        # Alg.1 line: tau~ ~ pi_ref(.|x)   (Alg.2: any sampler)
-            (tau+, tau-) = label(tau, tau~)           # Alg.1 line: oracle label
+            x ~ rho
+            tau  ~ pi^(t)(.|x)                        # first_sampler
+            tau~ ~ pi_ref(.|x)                        # second_sampler (Alg. 2, 3: other samplers)
+            (tau+, tau-) = label(tau, tau~)           # the preference oracle (``labels``)
             D <- D ∪ {(tau+, tau-)}
             pi^(t+1) = argmin_{pi in Pi} alpha sum_{i<=t} log pi(tau~_i|x_i) + L_DPO(pi; D)
+                                                      # bonus, bonus_on, pair_loss
 
-    The bonus enters the MINIMIZATION with a plus sign (kernel ``BONUS_XPO``: ``+alpha log pi``):
+    The fields below declare these lines; :mod:`xposim.learners.round` executes them (read it
+    next), and the policy class's ``solve`` is the argmin (on the tabular class,
+    :mod:`xposim.policies.tabular.solve`, certified global by default).
+
+    The bonus enters the MINIMIZATION with a plus sign (``Bonus.XPO``: ``+alpha log pi``):
     the reference samples become less likely — global optimism. ``alpha = 0`` is NOT online
     DPO: it is DPO on asymmetric pairs ``(pi^(t), pi_ref)``.
 
@@ -42,6 +39,13 @@ class XPO(LearnerConfig):
     ``pi^(1..t)`` (Algorithm 3); ``sampler='behaviour'`` from a fixed policy (Algorithm 2);
     ``batch_size = B`` draws B pairs per round and solves once (Algorithm 4).
     """
+
+    # -- Algorithm 1, line by line (the round, xposim.learners.round, executes these) ---------
+    first_sampler = Sampler.POLICY  # tau ~ pi^(t)(.|x)
+    # second_sampler: tau~ ~ pi_ref(.|x) (Alg. 1), or the variant's sampler: the property below
+    pair_loss = PairLoss.DPO  # -log sigma(beta [l(tau+) - l(tau-)]) over D
+    bonus = Bonus.XPO  # + alpha log pi(tau~) ...
+    bonus_on = BonusOn.SECOND  # ... on the second response, tau~
 
     sampler: str = "reference"
     """Sampler of ``tau~`` (and of the bonus): 'reference' (Alg. 1), 'historical' (Alg. 3),
@@ -53,7 +57,6 @@ class XPO(LearnerConfig):
     #: default alpha = 5 beta / sqrt(T) (THEORY 6.1 shape, [R] constant c = 5: with it XPO escapes
     #: Proposition 2.1's trap by round 100 at beta = 0.02 and solves needle(4, 3) by T = 10^4)
     default_alpha: ClassVar = TheoryAlpha(c=5.0)
-    has_bonus: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -65,18 +68,12 @@ class XPO(LearnerConfig):
     def behaviour_policy(self):
         return self.behaviour
 
-    def samplers(self):
-        first = SAMPLER_POLICY  # tau ~ pi^(t)(.|x)
-        second = {
-            "reference": SAMPLER_REFERENCE,  # tau~ ~ pi_ref(.|x)
-            "historical": SAMPLER_HISTORICAL,  # tau~ ~ uniform mixture of pi^(1..t)
-            "behaviour": SAMPLER_BEHAVIOUR,
-            "policy": SAMPLER_POLICY,
-        }[self.sampler]
-        assert second in SAMPLER_NAMES.values()
-        # the bonus alpha log pi(tau~) is on the second response
-        return first, second, second, BONUS_ON_SECOND
+    @property
+    def second_sampler(self) -> Sampler:
+        """``tau~ ~ pi_ref`` (Algorithm 1), the mixture of ``pi^(1..t)`` (Algorithm 3), the fixed
+        ``behaviour`` policy (Algorithm 2), or ``pi^(t)`` itself: the ``sampler`` field."""
+        return Sampler[self.sampler.upper()]
 
-    def losses(self, r_max: float):
-        # per pair: -log sigma(h) ; per tau~: + alpha log pi(tau~)
-        return PAIR_DPO, r_max, BONUS_XPO, 1.0
+    @property
+    def bonus_sampler(self) -> Sampler:
+        return self.second_sampler  # the bonus is on tau~ itself

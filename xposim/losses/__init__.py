@@ -49,6 +49,8 @@ from xposim.losses.kinds import (
     BONUS_VPO,
     BONUS_XPO,
     PAIR_CHIPO,
+    Bonus,
+    PairLoss,
     PAIR_DPO,
     PAIR_IPO,
     PAIR_KINDS,
@@ -69,7 +71,7 @@ from xposim.losses.pair import (
 
 __all__ = [
     "BONUS_COPO", "BONUS_KINDS", "BONUS_NONE", "BONUS_POPO", "BONUS_SELM", "BONUS_VPO", "BONUS_XPO",
-    "LossSpec", "PAIR_CHIPO", "PAIR_DPO", "PAIR_IPO", "PAIR_KINDS",
+    "Bonus", "LossSpec", "PairLoss", "PAIR_CHIPO", "PAIR_DPO", "PAIR_IPO", "PAIR_KINDS",
     "bonus_kind", "bonus_loss", "bonus_loss_and_grad", "bonus_loss_batch", "bonus_loss_hessian",
     "bonus_loss_hessian_arrays", "bonus_loss_hessian_batch", "check_bonus_parameters",
     "check_pair_parameters", "chipo_margin", "chipo_pair", "chipo_pair_hessian", "copo_bonus",

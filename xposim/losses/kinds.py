@@ -1,40 +1,57 @@
-"""Integer codes of the loss kinds and the string -> code registry.
+"""The loss kinds (:class:`PairLoss`, :class:`Bonus`), their integer codes and the name -> code registry.
 
 Jitted learners select a loss by a small ``int`` (numba cannot dispatch on strings cheaply);
-Python callers use the names. THEORY.md section 4.5 is the table these codes implement.
+learners declare theirs as enum members (``pair_loss = PairLoss.DPO``), Python callers may use
+the names. THEORY.md section 4.5 is the table these codes implement.
 """
 from __future__ import annotations
 
-#: Pair loss ``-log sigma(h)``, ``h = beta (l+ - l-)`` (THEORY 4.1).
-PAIR_DPO = 0
-#: Pair loss ``(l+ - l- - 1/(2 tau_ipo))^2`` (THEORY 4.5, IPO row).
-PAIR_IPO = 1
-#: Pair loss ``-log sigma(clip(beta [phi(z+) - phi(z-)], -2 R_max, 2 R_max))``, ``phi(z) = z + log z``
-#: (THEORY 4.5, chiPO row).
-PAIR_CHIPO = 2
+from enum import IntEnum
 
-#: No bonus (loss 0).
-BONUS_NONE = 0
-#: ``+alpha log pi(y)`` (XPO, THEORY 4.3).
-BONUS_XPO = 1
-#: ``+alpha beta log pi(y)`` (VPO, THEORY 4.5 [R]).
-BONUS_VPO = 2
-#: ``+alpha beta (log pi(y) - log pi_ref(y))`` (SELM, THEORY 4.5).
-BONUS_SELM = 3
-#: ``+alpha (sigma(beta l(y)) - 1/2) / beta`` (POPO, bounded, THEORY 4.5).
-BONUS_POPO = 4
-#: ``-alpha w log pi(y)``, ``w = sg[weight / sqrt(N(x, y))]`` (COPO, opposite sign, THEORY 4.5).
-BONUS_COPO = 5
 
-PAIR_KINDS: dict[str, int] = {"dpo": PAIR_DPO, "ipo": PAIR_IPO, "chipo": PAIR_CHIPO}
-BONUS_KINDS: dict[str, int] = {
-    "none": BONUS_NONE,
-    "xpo": BONUS_XPO,
-    "vpo": BONUS_VPO,
-    "selm": BONUS_SELM,
-    "popo": BONUS_POPO,
-    "copo": BONUS_COPO,
-}
+class PairLoss(IntEnum):
+    """The loss of one labeled pair ``(tau+, tau-)`` (THEORY 4.1, 4.5)."""
+
+    DPO = 0
+    """``-log sigma(h)``, ``h = beta (l(tau+) - l(tau-))``, ``l = log pi - log pi_ref`` (THEORY 4.1)."""
+    IPO = 1
+    """``(l(tau+) - l(tau-) - 1/(2 tau_ipo))^2`` (THEORY 4.5, IPO row)."""
+    CHIPO = 2
+    """``-log sigma(clip(beta [phi(z+) - phi(z-)], -2 R_max, 2 R_max))``, ``phi(z) = z + log z``,
+    ``z = pi/pi_ref`` (THEORY 4.5, chiPO row)."""
+
+
+class Bonus(IntEnum):
+    """The bonus term on one response ``y`` (THEORY 4.3, 4.5); it enters the minimization as written."""
+
+    NONE = 0
+    """No bonus (loss 0)."""
+    XPO = 1
+    """``+alpha log pi(y)`` (XPO, THEORY 4.3)."""
+    VPO = 2
+    """``+alpha beta log pi(y)`` (VPO, THEORY 4.5 [R])."""
+    SELM = 3
+    """``+alpha beta (log pi(y) - log pi_ref(y))`` (SELM, THEORY 4.5)."""
+    POPO = 4
+    """``+alpha (sigma(beta l(y)) - 1/2) / beta`` (POPO, bounded, THEORY 4.5)."""
+    COPO = 5
+    """``-alpha w log pi(y)``, ``w = sg[weight / sqrt(N(x, y))]`` (COPO, opposite sign, THEORY 4.5)."""
+
+
+# the codes as plain ints, for the kernels and for numba arguments (an IntEnum member passed to a
+# jitted function would be a type of its own)
+PAIR_DPO = int(PairLoss.DPO)
+PAIR_IPO = int(PairLoss.IPO)
+PAIR_CHIPO = int(PairLoss.CHIPO)
+BONUS_NONE = int(Bonus.NONE)
+BONUS_XPO = int(Bonus.XPO)
+BONUS_VPO = int(Bonus.VPO)
+BONUS_SELM = int(Bonus.SELM)
+BONUS_POPO = int(Bonus.POPO)
+BONUS_COPO = int(Bonus.COPO)
+
+PAIR_KINDS: dict[str, int] = {member.name.lower(): int(member) for member in PairLoss}
+BONUS_KINDS: dict[str, int] = {member.name.lower(): int(member) for member in Bonus}
 PAIR_NAMES: dict[int, str] = {v: k for k, v in PAIR_KINDS.items()}
 BONUS_NAMES: dict[int, str] = {v: k for k, v in BONUS_KINDS.items()}
 

@@ -13,9 +13,9 @@ The runner (``xposim.learners.runner``) plays a round in one of two ways, whatev
 * *fused loop*: a class registered in :mod:`xposim.learners.fused` (the tabular and finite classes)
   runs whole chunks of rounds inside one numba function — the same round logic and the same
   argmin kernels as below, without the Python call per round;
-* *generic loop*: any other class: the jitted round logic (:func:`xposim.learners.engine.begin_round`),
+* *generic loop*: any other class: the jitted round logic (:func:`xposim.learners.round.begin_round`),
   then the class's ``solve`` (paper mode) or ``gradient_step`` (trl mode) from Python, then the
-  jitted bookkeeping (:func:`xposim.learners.engine.end_round`). Numba functions passed as
+  jitted bookkeeping (:func:`xposim.learners.round.end_round`). Numba functions passed as
   arguments defeat numba's on-disk cache, hence the fused loops are written per class.
 
 A class writes its new iterate into the view's ``slot_logw``, ``rest_logscale`` and

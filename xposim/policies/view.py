@@ -15,7 +15,7 @@ reward of a context cost ``O(n_slots + log n_leaves)`` — never ``O(n_leaves)``
 The tabular class (``pi_f ∝ pi_ref e^{f/beta}``, f shared by all unobserved leaves) *is* such a
 view; the finite class puts every leaf in a slot.
 
-The engine (``xposim.learners.engine``) appends slots for every leaf that appears in the data
+The round (``xposim.learners.round``) appends slots for every leaf that appears in the data
 (:func:`view_create_slot`); appending never changes the policy (the new slot's weight is its
 former rest weight). A class must therefore accept slots it did not create: it initializes its
 per-slot parameters for slots ``>= its own count`` at the next solve.

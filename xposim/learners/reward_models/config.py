@@ -19,16 +19,9 @@ import dataclasses
 import math
 from typing import ClassVar
 
-from xposim.learners.config import (
-    BONUS_ON_NONE,
-    MODE_NAMES,
-    REFERENCE_NAMES,
-    SAMPLER_REFERENCE,
-    LearnerConfig,
-    Plan,
-)
+from xposim.learners.config import LearnerConfig
+from xposim.learners.plan import Sampler
 from xposim.learners.reward_models import rules
-from xposim.losses.kinds import BONUS_NONE, PAIR_DPO
 from xposim.validation import check_int, check_open_probability, check_positive
 
 
@@ -82,25 +75,14 @@ class RewardModelLearner(LearnerConfig):
                              f"pi_ref exp(r_hat/beta)/Z), got {self.reference!r}")
 
     # -- LearnerConfig interface -------------------------------------------------
-    def samplers(self):
-        # not executed by the engine; pairs come from the rule (passive/pessimism: both from pi_ref)
-        return SAMPLER_REFERENCE, SAMPLER_REFERENCE, SAMPLER_REFERENCE, BONUS_ON_NONE
+    # the plan is not executed (the reward-model runner has its own round; pairs come from the
+    # rule); callers that inspect it see paper mode, reference samplers and no bonus
+    first_sampler = Sampler.REFERENCE
+    second_sampler = Sampler.REFERENCE
 
-    def losses(self, r_max: float):
+    def loss_kinds(self):
         raise ValueError(f"learner {self.label!r} fits a Bradley–Terry reward model, not a policy loss "
                          "(it has no xposim.losses kernel)")
-
-    def plan(self, r_max: float, rounds: int) -> Plan:
-        """A :class:`Plan` for the callers that inspect one (paper mode, reference samplers, no bonus);
-        the reward-model runner does not execute plans."""
-        oracle = self.resolved_oracle()
-        return Plan(first_sampler=SAMPLER_REFERENCE, second_sampler=SAMPLER_REFERENCE,
-                    bonus_sampler=SAMPLER_REFERENCE, bonus_response=BONUS_ON_NONE, pair_kind=PAIR_DPO,
-                    pair_param=float(r_max), bonus_kind=BONUS_NONE, copo_weight=1.0,
-                    reference_mode=REFERENCE_NAMES["fixed"], batch_size=int(self.batch_size),
-                    oracle_code=int(oracle.code), oracle_param=float(oracle.parameter), mode=MODE_NAMES["paper"],
-                    learning_rate=float(self.learning_rate), temperature=self.resolved_temperature(),
-                    outer_round_length=0, offline=bool(self.is_offline))
 
     def describe(self) -> dict:
         out = super().describe()

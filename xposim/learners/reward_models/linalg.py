@@ -19,32 +19,39 @@ import numpy as np
 from numba import njit
 
 from xposim._jit import internal_kernel
+from xposim.policies.tabular.newton import backward_substitute, forward_substitute, shifted_cholesky
 
 
 # ----------------------------------------------------------------------------- pair vectors
 @internal_kernel
-def arm_dot(features: np.ndarray, onehot: bool, x: int, i: int, v: np.ndarray) -> float:
-    """``<phi(x, i), v>`` (one-hot: ``v[i]``). Four interleaved partial sums, added as
+def dot4(a: np.ndarray, b: np.ndarray) -> float:
+    """``<a, b>`` over ``len(b)`` entries with four interleaved partial sums, added as
     ``(s0 + s1) + (s2 + s3)``: a fixed order (the same bits with numba on or off) that lets the
     four chains overlap."""
-    if onehot:
-        return v[i]
-    d = v.shape[0]
+    d = b.shape[0]
     s0 = 0.0
     s1 = 0.0
     s2 = 0.0
     s3 = 0.0
     k = 0
     while k + 4 <= d:
-        s0 += features[x, i, k] * v[k]
-        s1 += features[x, i, k + 1] * v[k + 1]
-        s2 += features[x, i, k + 2] * v[k + 2]
-        s3 += features[x, i, k + 3] * v[k + 3]
+        s0 += a[k] * b[k]
+        s1 += a[k + 1] * b[k + 1]
+        s2 += a[k + 2] * b[k + 2]
+        s3 += a[k + 3] * b[k + 3]
         k += 4
     while k < d:
-        s0 += features[x, i, k] * v[k]
+        s0 += a[k] * b[k]
         k += 1
     return (s0 + s1) + (s2 + s3)
+
+
+@internal_kernel
+def arm_dot(features: np.ndarray, onehot: bool, x: int, i: int, v: np.ndarray) -> float:
+    """``<phi(x, i), v>`` (one-hot: ``v[i]``), by :func:`dot4`."""
+    if onehot:
+        return v[i]
+    return dot4(features[x, i], v)
 
 
 @internal_kernel
@@ -126,19 +133,9 @@ def cholesky_into(matrix: np.ndarray, out: np.ndarray) -> bool:
     upper triangle of ``out`` is zeroed. Returns ``False`` (``out`` undefined) if a pivot is not
     positive (the matrix is not numerically positive definite). ``O(d^3 / 3)``."""
     d = matrix.shape[0]
+    if not shifted_cholesky(matrix, d, 0.0, 0.0, out):
+        return False
     for j in range(d):
-        s = matrix[j, j]
-        for k in range(j):
-            s -= out[j, k] * out[j, k]
-        if not s > 0.0:
-            return False
-        pivot = math.sqrt(s)
-        out[j, j] = pivot
-        for i in range(j + 1, d):
-            s = matrix[i, j]
-            for k in range(j):
-                s -= out[i, k] * out[j, k]
-            out[i, j] = s / pivot
         for i in range(j):
             out[i, j] = 0.0
     return True
@@ -167,23 +164,17 @@ def cholesky_rank_one_update(factor: np.ndarray, v: np.ndarray) -> None:
 @njit(cache=True)
 def forward_solve(factor: np.ndarray, rhs: np.ndarray, out: np.ndarray) -> None:
     """``out = L^{-1} rhs`` for the lower triangular ``L = factor`` (``out`` may be ``rhs``)."""
-    d = factor.shape[0]
-    for i in range(d):
-        s = rhs[i]
-        for k in range(i):
-            s -= factor[i, k] * out[k]
-        out[i] = s / factor[i, i]
+    for i in range(factor.shape[0]):  # (a no-op when out is rhs)
+        out[i] = rhs[i]
+    forward_substitute(factor, factor.shape[0], out)
 
 
 @njit(cache=True)
 def backward_solve(factor: np.ndarray, rhs: np.ndarray, out: np.ndarray) -> None:
     """``out = L^{-T} rhs`` for the lower triangular ``L = factor`` (``out`` may be ``rhs``)."""
-    d = factor.shape[0]
-    for i in range(d - 1, -1, -1):
-        s = rhs[i]
-        for k in range(i + 1, d):
-            s -= factor[k, i] * out[k]
-        out[i] = s / factor[i, i]
+    for i in range(factor.shape[0]):  # (a no-op when out is rhs)
+        out[i] = rhs[i]
+    backward_substitute(factor, factor.shape[0], out)
 
 
 @njit(cache=True)

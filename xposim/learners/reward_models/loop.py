@@ -21,7 +21,7 @@ from collections import namedtuple
 import numpy as np
 from numba import njit
 
-from xposim.learners.engine import cdf_search
+from xposim.learners.sampling import cdf_search
 from xposim.learners.reward_models.linalg import arm_dot, sherman_morrison_pair
 from xposim.learners.reward_models.mle import add_curvature, add_gradient, newton_block, table_add
 from xposim.learners.reward_models.policy import context_policy, mixture_value

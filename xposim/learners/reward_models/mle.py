@@ -122,6 +122,18 @@ def table_bytes(capacity: int, n_blocks: int, n_contexts: int, n_leaves: int, d:
 
 
 @internal_kernel
+def _append(head: np.ndarray, tail: np.ndarray, next_of: np.ndarray, block: int, element: int) -> None:
+    """Append ``element`` to the singly linked list of ``block`` (``head``/``tail`` per block, -1 = none)."""
+    next_of[element] = -1
+    last = tail[block]
+    if last < 0:
+        head[block] = element
+    else:
+        next_of[last] = element
+    tail[block] = element
+
+
+@internal_kernel
 def _item(table: PairTable, block: int, x: int, leaf: int) -> int:
     item = table.item_of[x, leaf]
     if item >= 0:
@@ -131,13 +143,7 @@ def _item(table: PairTable, block: int, x: int, leaf: int) -> int:
     table.item_of[x, leaf] = item
     table.item_x[item] = x
     table.item_leaf[item] = leaf
-    table.item_next[item] = -1
-    tail = table.item_tail[block]
-    if tail < 0:
-        table.item_head[block] = item
-    else:
-        table.item_next[tail] = item
-    table.item_tail[block] = item
+    _append(table.item_head, table.item_tail, table.item_next, block, item)
     return item
 
 
@@ -172,13 +178,7 @@ def table_add(table: PairTable, block: int, x: int, i: int, j: int, first_wins: 
             table.pair_b[row] = _item(table, block, x, hi)
             table.pair_n[row] = 0.0
             table.pair_w[row] = 0.0
-            table.pair_next[row] = -1
-            tail = table.block_tail[block]
-            if tail < 0:
-                table.block_head[block] = row
-            else:
-                table.pair_next[tail] = row
-            table.block_tail[block] = row
+            _append(table.block_head, table.block_tail, table.pair_next, block, row)
             break
         slot += 1
         if slot == size:

@@ -25,6 +25,7 @@ from xposim.learners.reward_models.linalg import (
     backward_solve,
     box_muller_into,
     cholesky_into,
+    dot4,
     forward_solve,
     z_into,
 )
@@ -91,24 +92,9 @@ def whiten_arms(x: int, arms: np.ndarray, n_arms: int, inverse: np.ndarray, feat
 @njit(cache=True)
 def gram_into(y: np.ndarray, n: int, gram: np.ndarray) -> None:
     """``gram[a, b] = <y_a, y_b>`` for ``a, b < n`` (each entry computed once, mirrored; four partial sums)."""
-    d = y.shape[1]
     for a in range(n):
         for b in range(a + 1):
-            s0 = 0.0
-            s1 = 0.0
-            s2 = 0.0
-            s3 = 0.0
-            k = 0
-            while k + 4 <= d:
-                s0 += y[a, k] * y[b, k]
-                s1 += y[a, k + 1] * y[b, k + 1]
-                s2 += y[a, k + 2] * y[b, k + 2]
-                s3 += y[a, k + 3] * y[b, k + 3]
-                k += 4
-            while k < d:
-                s0 += y[a, k] * y[b, k]
-                k += 1
-            value = (s0 + s1) + (s2 + s3)
+            value = dot4(y[a], y[b])
             gram[a, b] = value
             gram[b, a] = value
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from xposim import exact
 from xposim.envs.token_mdp import TokenMDP
-from xposim.learners import engine
+from xposim.learners import metrics
 from xposim.learners.reward_models import loop, mle, rules
 from xposim.learners.reward_models.config import PessimisticMLE, RewardModelLearner
 from xposim.learners.runner import (
@@ -85,7 +85,7 @@ def estimate_reward_model_bytes(env: TokenMDP, learner: RewardModelLearner, roun
     gram = n_leaves**2 if (learner.rule == rules.RULE_MAXINP and not onehot and n_leaves**2 <= rules.GRAM_LIMIT) else 0
     words = (24 * nc * (n_leaves + 1) + (0 if onehot else nc * n_leaves * d) + gram
              + (2 if learner.uses_design else 1) * n_blocks * d * d + 2 * d * d + n_leaves * d
-             + block_rows * width + n_checkpoints * len(engine.METRIC_COLUMNS))
+             + block_rows * width + n_checkpoints * len(metrics.METRIC_COLUMNS))
     return 8 * words + mle.table_bytes(capacity, n_blocks, nc, n_leaves, d, onehot)
 
 
@@ -181,7 +181,7 @@ def run_reward_model(
 ) -> RunResult:
     """Run a reward-model ``learner`` for ``rounds`` rounds on ``env`` (one seed); arguments as
     :func:`xposim.learners.run_learner` (whose ``RunResult`` it returns, with the metric columns
-    of ``xposim.learners.engine.METRIC_COLUMNS``, filled by name).
+    of ``xposim.learners.metrics.METRIC_COLUMNS``, filled by name).
 
     ``policy_class`` is ignored: the output policy is ``pi_ref exp(r_hat / beta) / Z`` exactly.
     ``result.class_state`` is the final :class:`RewardModelState`; ``result.view`` holds ``pi_hat``.
@@ -209,7 +209,7 @@ def run_reward_model(
         optimal_value = exact.solve(env, beta).value
     queries = _queries(learner, rounds)
     width = 5 + learner.extra_uniforms(n_leaves, d)
-    columns = tuple(engine.METRIC_COLUMNS)
+    columns = tuple(metrics.METRIC_COLUMNS)
     cst = _constants(learner, onehot, d, queries, float(env.r_max), beta, float(optimal_value), width)
     st = _new_state(env, arrays, learner, onehot, n_blocks, d, checkpoints, columns)
     capacity = min(queries, int(env.n_contexts) * n_leaves * max(n_leaves - 1, 1) // 2)

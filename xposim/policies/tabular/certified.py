@@ -129,7 +129,7 @@ from xposim.losses.kinds import (
 )
 from xposim.losses.pair import pair_loss, pair_loss_hessian
 from xposim.numerics import NEG_INF
-from xposim.policies.tabular.newton import cholesky_substitute, projected_newton
+from xposim.policies.tabular.newton import cholesky_substitute, projected_newton, shifted_cholesky
 from xposim.policies.tabular.objective import context_objective
 from xposim.policies.tabular.state import Workspace
 #: ``value - lower_bound <= relative_gap * max(1, |value|)``: the point is a certified global minimizer.
@@ -280,14 +280,27 @@ def decomposed_value(n: int, v: np.ndarray, ws: Workspace, bb: CertificateWorksp
         share = math.exp(ws.lw[j] + v[j] * inv_beta - xc - log_z)
         bb.grad[j] = (bb.kappa[j] - c * share) * inv_beta
         gmag += (abs(bb.kappa[j]) + abs(c * share)) * inv_beta
-    value, mag, pair_gmag = _pair_part(v, ws, bb, n_edges, pair_kind, pair_param, beta, True)
+    value, mag, pair_gmag = _pairs_and_linear_part(n, v, ws, bb, n_edges, pair_kind, pair_param, beta, True,
+                                                   c, k0, xc, log_z)
+    return value, mag + reach * (gmag + pair_gmag)
+
+
+@internal_kernel
+def _pairs_and_linear_part(n: int, v: np.ndarray, ws: Workspace, bb: CertificateWorkspace, n_edges: int,
+                           pair_kind: int, pair_param: float, beta: float, with_grad: bool, c: float, k0: float,
+                           xc: float, log_part: float) -> tuple[float, float, float]:
+    """``P(v) + sum_j kappa_j (x_j - x_c) + K0 - c log_part`` (``log_part``: ``log Z - x_c`` for ``F``,
+    ``log S - x_c`` for its relaxation), with the sum of |terms| and the pairs' sum of |gradient terms|
+    (:func:`_pair_part`; with ``with_grad`` the pairs' gradient is added to ``bb.grad``)."""
+    inv_beta = 1.0 / beta
+    value, mag, pair_gmag = _pair_part(v, ws, bb, n_edges, pair_kind, pair_param, beta, with_grad)
     for j in range(n):
         term = bb.kappa[j] * (ws.lw[j] + v[j] * inv_beta - xc)
         value += term
         mag += abs(term)
-    value += k0 - c * log_z
-    mag += abs(k0) + abs(c * log_z)
-    return value, mag + reach * (gmag + pair_gmag)
+    value += k0 - c * log_part
+    mag += abs(k0) + abs(c * log_part)
+    return value, mag, pair_gmag
 
 
 # =============================================================================== the relaxation
@@ -374,13 +387,8 @@ def _relaxation(n: int, v: np.ndarray, ws: Workspace, bb: CertificateWorkspace, 
             gmag += abs(bb.kappa[j] * inv_beta) + abs(c * g)
             if bb.width[j] > reach:
                 reach = bb.width[j]
-    value, mag, pair_gmag = _pair_part(v, ws, bb, n_edges, pair_kind, pair_param, beta, with_grad)
-    for j in range(n):
-        term = bb.kappa[j] * (ws.lw[j] + v[j] * inv_beta - xc)
-        value += term
-        mag += abs(term)
-    value += k0 - c * log_s
-    mag += abs(k0) + abs(c * log_s)
+    value, mag, pair_gmag = _pairs_and_linear_part(n, v, ws, bb, n_edges, pair_kind, pair_param, beta, with_grad,
+                                                   c, k0, xc, log_s)
     return value, mag + reach * (gmag + pair_gmag), log_s, gmag + pair_gmag
 
 
@@ -453,22 +461,7 @@ def _newton_direction(nf: int, ws: Workspace, bb: CertificateWorkspace, n_edges:
     tau = 1e-12 * max_diag + 1e-300
     low = bb.factor
     for _attempt in range(12):
-        ok = True
-        for m in range(nf):
-            total = h[m, m] + tau
-            for q in range(m):
-                total -= low[m, q] * low[m, q]
-            if not total > 0.0:
-                ok = False
-                break
-            piv = math.sqrt(total)
-            low[m, m] = piv
-            for i in range(m + 1, nf):
-                s = h[i, m]
-                for q in range(m):
-                    s -= low[i, q] * low[m, q]
-                low[i, m] = s / piv
-        if ok:
+        if shifted_cholesky(h, nf, 0.0, tau, low):
             break
         tau = 1e3 * tau + 1e-9 * max_diag
     y = bb.step
@@ -734,21 +727,7 @@ def _convex_on_box(n: int, ws: Workspace, bb: CertificateWorkspace, n_edges: int
                 shift = h[i, i]
         shift += magnitude
     delta = 1e-9 * magnitude + 1e-300
-    low_factor = bb.factor
-    for m in range(nf):
-        total = h[m, m] + shift - delta
-        for q in range(m):
-            total -= low_factor[m, q] * low_factor[m, q]
-        if not total > 0.0:
-            return False
-        piv = math.sqrt(total)
-        low_factor[m, m] = piv
-        for i in range(m + 1, nf):
-            t = h[i, m] + shift
-            for q in range(m):
-                t -= low_factor[i, q] * low_factor[m, q]
-            low_factor[i, m] = t / piv
-    return True
+    return shifted_cholesky(h, nf, shift, -delta, bb.factor)
 
 
 @internal_kernel

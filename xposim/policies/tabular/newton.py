@@ -30,19 +30,53 @@ from xposim.policies.tabular.state import Workspace
 
 
 @internal_kernel
-def cholesky_substitute(low: np.ndarray, nf: int, y: np.ndarray) -> None:
-    """``y <- (L L^T)^{-1} y`` on the first ``nf`` entries, ``L`` the lower triangle of ``low`` (forward
-    then backward substitution; the right-hand side is in ``y`` on entry)."""
+def shifted_cholesky(h: np.ndarray, nf: int, constant_shift: float, diagonal_shift: float, low: np.ndarray) -> bool:
+    """Lower Cholesky factor ``low`` of ``M = h + constant_shift 1 1^T + diagonal_shift I`` on the leading
+    ``nf x nf`` block (``h`` symmetric; only its lower triangle is read; ``low``'s strict upper triangle
+    is not written). ``False`` (``low`` undefined) if a pivot is not positive: ``M`` is not
+    numerically positive definite."""
+    for m in range(nf):
+        total = h[m, m] + constant_shift + diagonal_shift
+        for q in range(m):
+            total -= low[m, q] * low[m, q]
+        if not total > 0.0:
+            return False
+        pivot = math.sqrt(total)
+        low[m, m] = pivot
+        for i in range(m + 1, nf):
+            entry = h[i, m] + constant_shift
+            for q in range(m):
+                entry -= low[i, q] * low[m, q]
+            low[i, m] = entry / pivot
+    return True
+
+
+@internal_kernel
+def forward_substitute(low: np.ndarray, nf: int, y: np.ndarray) -> None:
+    """``y <- L^{-1} y`` on the first ``nf`` entries, ``L`` the lower triangle of ``low``."""
     for i in range(nf):
         total = y[i]
         for m in range(i):
             total -= low[i, m] * y[m]
         y[i] = total / low[i, i]
+
+
+@internal_kernel
+def backward_substitute(low: np.ndarray, nf: int, y: np.ndarray) -> None:
+    """``y <- L^{-T} y`` on the first ``nf`` entries, ``L`` the lower triangle of ``low``."""
     for i in range(nf - 1, -1, -1):
         total = y[i]
         for m in range(i + 1, nf):
             total -= low[m, i] * y[m]
         y[i] = total / low[i, i]
+
+
+@internal_kernel
+def cholesky_substitute(low: np.ndarray, nf: int, y: np.ndarray) -> None:
+    """``y <- (L L^T)^{-1} y`` on the first ``nf`` entries, ``L`` the lower triangle of ``low`` (forward
+    then backward substitution; the right-hand side is in ``y`` on entry)."""
+    forward_substitute(low, nf, y)
+    backward_substitute(low, nf, y)
 
 
 @njit(cache=True)
