@@ -280,8 +280,8 @@ def decomposed_value(n: int, v: np.ndarray, ws: Workspace, bb: CertificateWorksp
         share = math.exp(ws.lw[j] + v[j] * inv_beta - xc - log_z)
         bb.grad[j] = (bb.kappa[j] - c * share) * inv_beta
         gmag += (abs(bb.kappa[j]) + abs(c * share)) * inv_beta
-    value, mag, pair_gmag = _pairs_and_linear_part(n, v, ws, bb, n_edges, pair_kind, pair_param, beta, True,
-                                                   c, k0, xc, log_z)
+    value, mag, pair_gmag = _pairs_and_linear_part(n, v, ws, bb, n_edges, pair_kind, pair_param, beta,
+                                                   np.bool_(True), c, k0, xc, log_z)
     return value, mag + reach * (gmag + pair_gmag)
 
 
@@ -499,8 +499,10 @@ def _solve_relaxation(n: int, ws: Workspace, bb: CertificateWorkspace, n_edges: 
     """
     xc = _prepare_box(n, ws, bb, beta)
     _clip_point(n, bb)
+    with_grad = np.bool_(True)  # np.bool_, np.int64: run-time values, not literals (one specialization each)
+    without_grad = np.bool_(False)
     value, mag, log_s, gmag = _relaxation(n, bb.point, ws, bb, n_edges, pair_kind, pair_param, beta, c, k0, xc,
-                                          True, exact)
+                                          with_grad, exact)
     fw, fw_mag = frank_wolfe(n, bb.point, bb.grad, bb.box_lo, bb.box_hi)
     for _it in range(max_steps):
         if value + fw >= incumbent - prune_gap:
@@ -551,7 +553,7 @@ def _solve_relaxation(n: int, ws: Workspace, bb: CertificateWorkspace, n_edges: 
                 bb.trial[j] = t
                 decrease += bb.grad[j] * (t - bb.point[j])
             trial_value, _, _, _ = _relaxation(n, bb.trial, ws, bb, n_edges, pair_kind, pair_param, beta, c, k0,
-                                               xc, False, exact)
+                                               xc, without_grad, exact)
             if decrease < 0.0 and trial_value <= value + 1e-4 * decrease + slack:
                 accepted = True
                 break
@@ -561,7 +563,7 @@ def _solve_relaxation(n: int, ws: Workspace, bb: CertificateWorkspace, n_edges: 
         for j in range(n):
             bb.point[j] = bb.trial[j]
         value, mag, log_s, gmag = _relaxation(n, bb.point, ws, bb, n_edges, pair_kind, pair_param, beta, c, k0,
-                                              xc, True, exact)
+                                              xc, with_grad, exact)
         fw, fw_mag = frank_wolfe(n, bb.point, bb.grad, bb.box_lo, bb.box_hi)
     bound = value + fw - rounding_margin(n, n_edges, mag + fw_mag)
     return bound, log_s, rounding_margin(n, n_edges, gmag)
@@ -924,9 +926,10 @@ def box_relaxation(n: int, ws: Workspace, bb: CertificateWorkspace, n_edges: int
         bb.box_hi[j] = upper[j]
         bb.point[j] = start[j]
     bound, _, gerr = _solve_relaxation(n, ws, bb, n_edges, pair_kind, pair_param, beta, c, k0, scale, math.inf,
-                                       0.0, max_steps)
+                                       0.0, max_steps, np.bool_(False))
     xc = _prepare_box(n, ws, bb, beta)
-    value, _, _, _ = _relaxation(n, bb.point, ws, bb, n_edges, pair_kind, pair_param, beta, c, k0, xc, True)
+    value, _, _, _ = _relaxation(n, bb.point, ws, bb, n_edges, pair_kind, pair_param, beta, c, k0, xc,
+                                 np.bool_(True), np.bool_(False))
     return value, bound, gerr
 
 
@@ -981,6 +984,10 @@ def certified_minimize(n: int, k: int, v: np.ndarray, ws: Workspace, bb: Certifi
             v[j] = lo
         elif v[j] > hi:
             v[j] = hi
+    # np.bool_, np.int64: run-time values, not literals (one compiled specialization per callee)
+    yes = np.bool_(True)
+    relaxed = np.bool_(False)  # (the relaxation, not F itself; also: no gradient)
+    relaxation_steps = np.int64(30)
     incumbent = math.inf
     if not supported_kinds(pair_kind, bonus_kind):
         # no bound: the best local solution from the warm start and the champion vertices
@@ -990,7 +997,7 @@ def certified_minimize(n: int, k: int, v: np.ndarray, ws: Workspace, bb: Certifi
                     bb.point[j] = v[j]
                 else:
                     bb.point[j] = hi if j == champion else lo
-            incumbent = _incumbent_candidate(n, k, bb.point, True, ws, bb, n_edges, pair_kind, pair_param,
+            incumbent = _incumbent_candidate(n, k, bb.point, yes, ws, bb, n_edges, pair_kind, pair_param,
                                              bonus_kind, alpha, beta, lo, hi, scale, tolerance, max_iterations,
                                              dense_limit, incumbent)
         for j in range(n):
@@ -1063,7 +1070,7 @@ def certified_minimize(n: int, k: int, v: np.ndarray, ws: Workspace, bb: Certifi
                 bb.point[j] = hi if bb.kind[j] == _TOP else v[j]
             else:
                 bb.point[j] = bb.trial[j]
-        incumbent = _incumbent_candidate(n, k, bb.point, True, ws, bb, n_edges, pair_kind, pair_param, bonus_kind,
+        incumbent = _incumbent_candidate(n, k, bb.point, yes, ws, bb, n_edges, pair_kind, pair_param, bonus_kind,
                                          alpha, beta, lo, hi, scale, tolerance, max_iterations, dense_limit,
                                          incumbent)
     prune_gap = 0.5 * relative_gap * max(1.0, abs(incumbent))
@@ -1072,7 +1079,7 @@ def certified_minimize(n: int, k: int, v: np.ndarray, ws: Workspace, bb: Certifi
     for s in range(capacity):
         bb.free_slots[s] = capacity - 1 - s
     n_free = capacity
-    heap_size = 0
+    heap_size = np.int64(0)
     sequence = 0
     nodes = 0
     pruned_min = math.inf  # smallest bound of the parts of the box discarded so far
@@ -1099,7 +1106,7 @@ def certified_minimize(n: int, k: int, v: np.ndarray, ws: Workspace, bb: Certifi
             log_s = 0.0
             for rounds in range(3):
                 own, log_s, gerr = _solve_relaxation(n, ws, bb, n_edges, pair_kind, pair_param, beta, c, k0,
-                                                     scale, incumbent, prune_gap, 30)
+                                                     scale, incumbent, prune_gap, relaxation_steps, relaxed)
                 nodes += 1
                 if own > bound:
                     bound = own
@@ -1107,7 +1114,7 @@ def certified_minimize(n: int, k: int, v: np.ndarray, ws: Workspace, bb: Certifi
                 value, _ = context_objective(n, k, bb.point, ws, n_edges, pair_kind, pair_param, bonus_kind, alpha,
                                              beta)
                 if value < incumbent:
-                    incumbent = _incumbent_candidate(n, k, bb.point, True, ws, bb, n_edges, pair_kind, pair_param,
+                    incumbent = _incumbent_candidate(n, k, bb.point, yes, ws, bb, n_edges, pair_kind, pair_param,
                                                      bonus_kind, alpha, beta, lo, hi, scale, tolerance,
                                                      max_iterations, dense_limit, incumbent)
                     prune_gap = 0.5 * relative_gap * max(1.0, abs(incumbent))
@@ -1125,11 +1132,11 @@ def certified_minimize(n: int, k: int, v: np.ndarray, ws: Workspace, bb: Certifi
                     for j in range(n):
                         bb.saved[j] = bb.point[j]
                     exact_bound, _, _ = _solve_relaxation(n, ws, bb, n_edges, pair_kind, pair_param, beta, c, k0,
-                                                          scale, math.inf, prune_gap, 30, True)
+                                                          scale, math.inf, prune_gap, relaxation_steps, yes)
                     nodes += 1
                     if exact_bound > bound:
                         bound = exact_bound
-                    incumbent = _incumbent_candidate(n, k, bb.point, False, ws, bb, n_edges, pair_kind, pair_param,
+                    incumbent = _incumbent_candidate(n, k, bb.point, relaxed, ws, bb, n_edges, pair_kind, pair_param,
                                                      bonus_kind, alpha, beta, lo, hi, scale, tolerance,
                                                      max_iterations, dense_limit, incumbent)
                     prune_gap = 0.5 * relative_gap * max(1.0, abs(incumbent))
@@ -1141,7 +1148,7 @@ def certified_minimize(n: int, k: int, v: np.ndarray, ws: Workspace, bb: Certifi
                         bb.point[j] = bb.saved[j]
                     xc = _prepare_box(n, ws, bb, beta)
                     _, _, log_s, _ = _relaxation(n, bb.point, ws, bb, n_edges, pair_kind, pair_param, beta, c, k0,
-                                                 xc, True)
+                                                 xc, yes, relaxed)
                 # (a re-solve must leave one relaxation of the budget to each sibling still to evaluate)
                 if bound >= incumbent - prune_gap or rounds == 2 or nodes + 1 + (n_pending - which - 1) > max_nodes:
                     break
@@ -1163,7 +1170,7 @@ def certified_minimize(n: int, k: int, v: np.ndarray, ws: Workspace, bb: Certifi
                     xc = _prepare_box(n, ws, bb, beta)
                     _clip_point(n, bb)
                     _, _, log_s, _ = _relaxation(n, bb.point, ws, bb, n_edges, pair_kind, pair_param, beta, c, k0,
-                                                 xc, False)
+                                                 xc, relaxed, relaxed)
                 if change < 2:
                     break
             branch = -1

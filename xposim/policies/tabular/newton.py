@@ -526,5 +526,5 @@ def kink_stationary(n: int, k: int, v: np.ndarray, ws: Workspace, n_edges: int, 
                     den += gj * gj
             t = 1.0 - num / den if den > 0.0 else theta[i]
             theta[i] = 0.0 if t < 0.0 else (1.0 if t > 1.0 else t)
-    _kink_gradient(n, grad, base, theta, kinks, coef_c, coef_r, n_kinks, -1, ws, inv_beta)
+    _kink_gradient(n, grad, base, theta, kinks, coef_c, coef_r, n_kinks, np.int64(-1), ws, inv_beta)
     return projected_gradient_norm(n, v, grad, scale, lo, hi) <= tolerance

@@ -244,7 +244,7 @@ def tabular_solve_context(state: TabularState, view: IterateView, leaf_logref: n
     if incremental and not (champions or certify):
         problem.counters[COUNTER_SOLVES] += 1
         if nonconvex:
-            record_certificate(problem.counters, problem.largest_gap, 0.0, NEG_INF, False)
+            record_certificate(problem.counters, problem.largest_gap, 0.0, NEG_INF, np.bool_(False))
         return
     n, k, n_edges, scale = _load_context(state, view, problem, ws, x)
     for s in range(k):
@@ -320,7 +320,7 @@ def tabular_solve_context(state: TabularState, view: IterateView, leaf_logref: n
         converged = True
         searched = True
     elif nonconvex:  # a local method (or a context too large for the certificate): no lower bound
-        record_certificate(problem.counters, problem.largest_gap, value, NEG_INF, False)
+        record_certificate(problem.counters, problem.largest_gap, value, NEG_INF, np.bool_(False))
     if not converged:
         problem.counters[COUNTER_FAILURES] += 1
     if not bonus_active and (problem.pair_kind == PAIR_DPO or problem.pair_kind == PAIR_IPO):
