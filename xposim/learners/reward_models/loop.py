@@ -230,13 +230,6 @@ def refit(arrays, st: State, cst: Constants, table, t: int) -> None:
 
 
 @njit(cache=True)
-def _put(st: State, row: int, metric: int, value: float) -> None:
-    column = st.colidx[metric]
-    if column >= 0:
-        st.metrics[row, column] = value
-
-
-@njit(cache=True)
 def record_metrics(row: int, t: int, arrays, st: State, cst: Constants, view) -> None:
     """Checkpoint row ``row`` for round ``t`` (policy ``pi_hat^(t+1)``); ``view`` (all leaves in slots)
     is refilled with the policy for the greedy path."""
@@ -277,30 +270,35 @@ def record_metrics(row: int, t: int, arrays, st: State, cst: Constants, view) ->
                                                      1.0 / t, beta)
     value = st.scalars[S_VALUE]
     j_star = cst.optimal_value
-    _put(st, row, M_ROUND, float(t))
-    _put(st, row, M_QUERIES, st.scalars[S_QUERIES])
-    _put(st, row, M_VALUE, value)
-    _put(st, row, M_SUBOPT, j_star - value)
+    values = np.empty(len(KNOWN_METRICS))
+    values[M_ROUND] = float(t)
+    values[M_QUERIES] = st.scalars[S_QUERIES]
+    values[M_VALUE] = value
+    values[M_SUBOPT] = j_star - value
     if cst.offline:
-        _put(st, row, M_BEST, j_star - value)
-        _put(st, row, M_AVERAGE, j_star - value)
-        _put(st, row, M_REGRET, math.nan)
+        values[M_BEST] = j_star - value
+        values[M_AVERAGE] = j_star - value
+        values[M_REGRET] = math.nan
     else:
-        _put(st, row, M_BEST, st.scalars[S_BEST])
-        _put(st, row, M_AVERAGE, j_star - (value if t == 0 else average))
-        _put(st, row, M_REGRET, st.scalars[S_REGRET])
-    _put(st, row, M_KL, kl)
-    _put(st, row, M_REWARD, reward)
-    _put(st, row, M_ARGMAX, argmax_regret)
-    _put(st, row, M_BAI, bai_regret)
-    _put(st, row, M_DUELING, st.scalars[S_DUELING])
-    _put(st, row, M_WEAK, st.scalars[S_WEAK])
-    _put(st, row, M_STRONG, st.scalars[S_STRONG])
-    _put(st, row, M_FAILURES, float(st.counters[COUNTER_FAILURES]))
-    _put(st, row, M_DISAGREEMENTS, 0.0)
-    _put(st, row, M_UNCERTIFIED, 0.0)
-    _put(st, row, M_GAP, 0.0)
-    _put(st, row, M_SOLVES, float(st.counters[COUNTER_SOLVES]))
+        values[M_BEST] = st.scalars[S_BEST]
+        values[M_AVERAGE] = j_star - (value if t == 0 else average)
+        values[M_REGRET] = st.scalars[S_REGRET]
+    values[M_KL] = kl
+    values[M_REWARD] = reward
+    values[M_ARGMAX] = argmax_regret
+    values[M_BAI] = bai_regret
+    values[M_DUELING] = st.scalars[S_DUELING]
+    values[M_WEAK] = st.scalars[S_WEAK]
+    values[M_STRONG] = st.scalars[S_STRONG]
+    values[M_FAILURES] = float(st.counters[COUNTER_FAILURES])
+    values[M_DISAGREEMENTS] = 0.0
+    values[M_UNCERTIFIED] = 0.0
+    values[M_GAP] = 0.0
+    values[M_SOLVES] = float(st.counters[COUNTER_SOLVES])
+    for metric in range(len(KNOWN_METRICS)):  # into the run's columns (-1: the table has none)
+        column = st.colidx[metric]
+        if column >= 0:
+            st.metrics[row, column] = values[metric]
 
 
 @njit(cache=True, nogil=True)
