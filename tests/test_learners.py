@@ -385,6 +385,7 @@ class DeclaredXPO(LearnerConfig):
     pair_loss = PairLoss.DPO  # L_DPO(pi; D)
     bonus = Bonus.XPO  # + alpha log pi(tau~) ...
     bonus_on = BonusOn.SECOND  # ... on tau~
+    default_alpha = TheoryAlpha(c=5.0)  # XPO's default alpha = 5 beta / sqrt(T)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -392,10 +393,25 @@ class Undeclared(LearnerConfig):
     """Declares no samplers."""
 
 
+@dataclasses.dataclass(frozen=True)
+class BonusNowhere(DeclaredXPO):
+    """Declares a bonus but no response to carry it."""
+
+    bonus_on = BonusOn.NONE
+
+
+@dataclasses.dataclass(frozen=True)
+class OldStyle(XPO):
+    """Overrides the losses() tuple that learners declared before the plan fields (no longer read)."""
+
+    def losses(self, r_max: float):
+        return 2, r_max, 1, 1.0
+
+
 def test_the_plan_is_the_declared_fields():
     xpo = XPO()
     assert (xpo.first_sampler, xpo.second_sampler, xpo.bonus_on) == (Sampler.POLICY, Sampler.REFERENCE, BonusOn.SECOND)
-    assert xpo.loss_kinds() == (PairLoss.DPO, Bonus.XPO) and xpo.has_bonus
+    assert (xpo.pair_loss, xpo.bonus) == (PairLoss.DPO, Bonus.XPO) and xpo.has_bonus
     plan = xpo.plan(1.0, 10)
     assert (plan.first_sampler, plan.second_sampler, plan.bonus_response, plan.bonus_kind) == (0, 1, 1, 1)
     assert all(type(getattr(plan, field)) is int for field in ("first_sampler", "second_sampler", "pair_kind", "mode"))
@@ -405,8 +421,12 @@ def test_the_plan_is_the_declared_fields():
     assert make_learner("copo", count_weight=2.0).plan(1.0, 10).copo_weight == 2.0
     assert not make_learner("online_dpo").has_bonus
     # a learner written from the algorithm's lines runs exactly as the package's XPO
-    ours = run_learner(BANDIT, DeclaredXPO(alpha=0.05), 0.05, 64, seed=5)
-    theirs = run_learner(BANDIT, XPO(alpha=0.05), 0.05, 64, seed=5)
+    ours = run_learner(BANDIT, DeclaredXPO(), 0.05, 64, seed=5)
+    theirs = run_learner(BANDIT, XPO(), 0.05, 64, seed=5)
     np.testing.assert_array_equal(ours.metrics, theirs.metrics)
     with pytest.raises(ValueError, match="first_sampler"):
         run_learner(BANDIT, Undeclared(), 0.05, 4)
+    with pytest.raises(ValueError, match="bonus_on"):
+        BonusNowhere().plan(1.0, 4)
+    with pytest.raises(ValueError, match="losses"):
+        OldStyle().plan(1.0, 4)

@@ -15,7 +15,7 @@ from scipy.special import expit
 import xposim
 from xposim import exact
 from xposim.envs import hidden_arm_bandit, linear_bandit, random_token_mdp
-from xposim.learners import learner_names, make_learner, run_learner
+from xposim.learners import learner_names, loss_spec, make_learner, run_learner
 from xposim.learners.metrics import METRIC_COLUMNS
 from xposim.learners.reward_models import (
     CoLSTIM,
@@ -338,11 +338,12 @@ def test_registered_by_name():
         assert isinstance(learner, RewardModelLearner) and learner.label == name
         assert learner.is_offline == (name == "pessimistic_mle")
         assert learner.plan(1.0, 10).mode == 0
+        assert not learner.has_policy_loss
         with pytest.raises(ValueError, match="reward model"):
-            learner.loss_kinds()
+            loss_spec(name, beta=0.1)
     assert make_learner("thompson_ee", samples=5, name="ts5") == ThompsonEE(samples=5, name="ts5")
     assert isinstance(make_learner("maxinp"), MaxInP)
-    # every column of the engine's table is one this runner fills (a new column must be added here)
+    # every column of the learners' checkpoint table is one this runner fills (a new column must be added here)
     assert set(METRIC_COLUMNS) <= set(loop.KNOWN_METRICS)
 
 

@@ -96,7 +96,7 @@ class TheoryAlpha(_ScaledSchedule):
 class DecayingAlpha(_ScaledSchedule):
     """``alpha(t) = c * beta / sqrt(t)`` (anytime version of :class:`TheoryAlpha`).
 
-    ``alpha`` changes every round, so every context's objective changes: the engine re-solves all
+    ``alpha`` changes every round, so every context's objective changes: the round re-solves all
     contexts with data every round (cost x number of contexts).
     """
 
@@ -197,6 +197,8 @@ class LearnerConfig:
     bonus: ClassVar[Bonus] = Bonus.NONE
     #: Bonus weight ``c`` of COPO's ``c / sqrt(N(x, y))`` (1 for every other bonus).
     bonus_weight: ClassVar[float] = 1.0
+    #: False for learners that fit a reward model instead (they have no :mod:`xposim.losses` kernel).
+    has_policy_loss: ClassVar[bool] = True
 
     registry_name: ClassVar[str] = "learner"
     #: Policy class the learner runs on when the caller names none (``policy_class=None``): the
@@ -262,10 +264,6 @@ class LearnerConfig:
         return None
 
     # -- the plan -----------------------------------------------------------------
-    def loss_kinds(self) -> tuple[PairLoss, Bonus]:
-        """``(pair_loss, bonus)``: the learner's per-round loss (its THEORY 4.5 row)."""
-        return self.pair_loss, self.bonus
-
     def pair_parameter(self, r_max: float) -> float:
         """The pair loss's parameter: chiPO's clip ``R_max`` (the environment's), IPO's ``tau``."""
         return float(r_max)
@@ -276,9 +274,18 @@ class LearnerConfig:
 
     def plan(self, r_max: float, rounds: int) -> Plan:
         """The :class:`~xposim.learners.plan.Plan` the round executes: the declared fields, resolved."""
+        name = type(self).__name__
+        for old in ("samplers", "losses"):
+            if hasattr(self, old):
+                raise ValueError(f"learner {name} defines {old}(), which xposim no longer reads: declare first_sampler, "
+                                 "second_sampler, bonus_on, bonus_sampler, pair_loss and bonus as fields instead "
+                                 "(see xposim.learners.XPO)")
         for field in ("first_sampler", "second_sampler"):
             if not isinstance(getattr(self, field, None), Sampler):
-                raise ValueError(f"learner {type(self).__name__} must declare {field} (an xposim.learners.plan.Sampler)")
+                raise ValueError(f"learner {name} must declare {field} (an xposim.learners.plan.Sampler)")
+        if self.has_bonus and self.bonus_on == BonusOn.NONE:
+            raise ValueError(f"learner {name} declares bonus = {self.bonus!r} but bonus_on = BonusOn.NONE: say which "
+                             "response carries it (BonusOn.SECOND or BonusOn.SEPARATE)")
         oracle = self.resolved_oracle()
         return Plan(
             first_sampler=int(self.first_sampler),

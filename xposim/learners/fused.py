@@ -1,5 +1,5 @@
-"""Fused round loops: a policy class's whole round (the engine's round logic and the class's argmin)
-inside one numba function, and the registry that tells the runner which class has one.
+"""Fused round loops: a policy class's whole round (the round logic of :mod:`xposim.learners.round`
+and the class's argmin) inside one numba function, and the registry that tells the runner which class has one.
 
 A class without a fused loop runs in the runner's generic loop (the jitted round logic, then the
 class's ``solve`` or ``gradient_step`` from Python). Numba functions passed as arguments defeat

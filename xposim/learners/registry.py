@@ -125,15 +125,17 @@ def make_learner(name: str, /, **overrides) -> LearnerConfig:
 def loss_spec(name: str, /, beta: float, alpha: float | None = None, tau_ipo: float | None = None,
               r_max: float | None = None) -> LossSpec:
     """The per-round loss of learner ``name`` (its THEORY 4.5 row) as a :class:`LossSpec`, read
-    from the learner's own :meth:`LearnerConfig.loss_kinds` (the one source of which pair loss and
+    from the learner's own declared ``pair_loss`` and ``bonus`` (the one source of which pair loss and
     bonus a learner uses; the LM path trains with it).
 
     Learners with a bonus (xpo, vpo, selm, popo, copo) require ``alpha``; the others accept only
     ``alpha`` None or 0. ``ipo`` requires ``tau_ipo``, ``chipo`` requires ``r_max``.
     """
     learner = make_learner(name)
-    pair_code, bonus_code = learner.loss_kinds()
-    pair, bonus = PAIR_NAMES[pair_code], BONUS_NAMES[bonus_code]
+    if not learner.has_policy_loss:
+        raise ValueError(f"learner {learner.label!r} fits a Bradley–Terry reward model, not a policy loss "
+                         "(it has no xposim.losses kernel)")
+    pair, bonus = PAIR_NAMES[learner.pair_loss], BONUS_NAMES[learner.bonus]
     if bonus != "none" and alpha is None:
         raise ValueError(f"alpha (finite, >= 0) is required for learner {learner.label!r}")
     return LossSpec(pair=pair, bonus=bonus, beta=beta, alpha=0.0 if alpha is None else alpha,

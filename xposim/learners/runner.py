@@ -1,4 +1,4 @@
-"""Run one learner for one seed: the Python driver around the jitted engine.
+"""Run one learner for one seed: the Python driver around the jitted round (:mod:`xposim.learners.round`).
 
 :func:`run_learner` builds the states, draws the run's uniforms in chunks from one
 ``numpy.random.Generator(PCG64(seed))`` (first the restart pool of the solver, then

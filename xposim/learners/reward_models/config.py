@@ -80,9 +80,7 @@ class RewardModelLearner(LearnerConfig):
     first_sampler = Sampler.REFERENCE
     second_sampler = Sampler.REFERENCE
 
-    def loss_kinds(self):
-        raise ValueError(f"learner {self.label!r} fits a Bradley–Terry reward model, not a policy loss "
-                         "(it has no xposim.losses kernel)")
+    has_policy_loss: ClassVar[bool] = False
 
     def describe(self) -> dict:
         out = super().describe()

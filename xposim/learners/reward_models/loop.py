@@ -10,7 +10,7 @@ One round ``t`` (``B = batch_size`` pairs, then one refit)::
     theta_hat <- MLE (warm-started Newton) on every block that got data
     pi_hat^(t+1) ∝ pi_ref exp(r_hat / beta) on the contexts of those blocks; J, best iterate; checkpoint row
 
-Uniforms per pair: ``[context, first, second, label, spare, extra...]`` (the engine's first five
+Uniforms per pair: ``[context, first, second, label, spare, extra...]`` (the learners' round's first five
 and the rule's extras, :func:`xposim.learners.reward_models.rules.extra_uniforms`).
 """
 from __future__ import annotations
@@ -270,7 +270,7 @@ def record_metrics(row: int, t: int, arrays, st: State, cst: Constants, view) ->
                                                      1.0 / t, beta)
     value = st.scalars[S_VALUE]
     j_star = cst.optimal_value
-    values = np.empty(len(KNOWN_METRICS))
+    values = np.full(len(KNOWN_METRICS), np.nan)  # a metric left unset stays NaN
     values[M_ROUND] = float(t)
     values[M_QUERIES] = st.scalars[S_QUERIES]
     values[M_VALUE] = value

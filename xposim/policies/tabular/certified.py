@@ -985,8 +985,9 @@ def certified_minimize(n: int, k: int, v: np.ndarray, ws: Workspace, bb: Certifi
         elif v[j] > hi:
             v[j] = hi
     # np.bool_, np.int64: run-time values, not literals (one compiled specialization per callee)
-    yes = np.bool_(True)
-    relaxed = np.bool_(False)  # (the relaxation, not F itself; also: no gradient)
+    polish, no_polish = np.bool_(True), np.bool_(False)  # _incumbent_candidate: polish the point
+    exact_f, relaxation_only = np.bool_(True), np.bool_(False)  # minimize F itself / its relaxation
+    gradient, no_gradient = np.bool_(True), np.bool_(False)  # _relaxation: with its gradient
     relaxation_steps = np.int64(30)
     incumbent = math.inf
     if not supported_kinds(pair_kind, bonus_kind):
@@ -997,7 +998,7 @@ def certified_minimize(n: int, k: int, v: np.ndarray, ws: Workspace, bb: Certifi
                     bb.point[j] = v[j]
                 else:
                     bb.point[j] = hi if j == champion else lo
-            incumbent = _incumbent_candidate(n, k, bb.point, yes, ws, bb, n_edges, pair_kind, pair_param,
+            incumbent = _incumbent_candidate(n, k, bb.point, polish, ws, bb, n_edges, pair_kind, pair_param,
                                              bonus_kind, alpha, beta, lo, hi, scale, tolerance, max_iterations,
                                              dense_limit, incumbent)
         for j in range(n):
@@ -1070,7 +1071,7 @@ def certified_minimize(n: int, k: int, v: np.ndarray, ws: Workspace, bb: Certifi
                 bb.point[j] = hi if bb.kind[j] == _TOP else v[j]
             else:
                 bb.point[j] = bb.trial[j]
-        incumbent = _incumbent_candidate(n, k, bb.point, yes, ws, bb, n_edges, pair_kind, pair_param, bonus_kind,
+        incumbent = _incumbent_candidate(n, k, bb.point, polish, ws, bb, n_edges, pair_kind, pair_param, bonus_kind,
                                          alpha, beta, lo, hi, scale, tolerance, max_iterations, dense_limit,
                                          incumbent)
     prune_gap = 0.5 * relative_gap * max(1.0, abs(incumbent))
@@ -1106,7 +1107,7 @@ def certified_minimize(n: int, k: int, v: np.ndarray, ws: Workspace, bb: Certifi
             log_s = 0.0
             for rounds in range(3):
                 own, log_s, gerr = _solve_relaxation(n, ws, bb, n_edges, pair_kind, pair_param, beta, c, k0,
-                                                     scale, incumbent, prune_gap, relaxation_steps, relaxed)
+                                                     scale, incumbent, prune_gap, relaxation_steps, relaxation_only)
                 nodes += 1
                 if own > bound:
                     bound = own
@@ -1114,7 +1115,7 @@ def certified_minimize(n: int, k: int, v: np.ndarray, ws: Workspace, bb: Certifi
                 value, _ = context_objective(n, k, bb.point, ws, n_edges, pair_kind, pair_param, bonus_kind, alpha,
                                              beta)
                 if value < incumbent:
-                    incumbent = _incumbent_candidate(n, k, bb.point, yes, ws, bb, n_edges, pair_kind, pair_param,
+                    incumbent = _incumbent_candidate(n, k, bb.point, polish, ws, bb, n_edges, pair_kind, pair_param,
                                                      bonus_kind, alpha, beta, lo, hi, scale, tolerance,
                                                      max_iterations, dense_limit, incumbent)
                     prune_gap = 0.5 * relative_gap * max(1.0, abs(incumbent))
@@ -1132,11 +1133,11 @@ def certified_minimize(n: int, k: int, v: np.ndarray, ws: Workspace, bb: Certifi
                     for j in range(n):
                         bb.saved[j] = bb.point[j]
                     exact_bound, _, _ = _solve_relaxation(n, ws, bb, n_edges, pair_kind, pair_param, beta, c, k0,
-                                                          scale, math.inf, prune_gap, relaxation_steps, yes)
+                                                          scale, math.inf, prune_gap, relaxation_steps, exact_f)
                     nodes += 1
                     if exact_bound > bound:
                         bound = exact_bound
-                    incumbent = _incumbent_candidate(n, k, bb.point, relaxed, ws, bb, n_edges, pair_kind, pair_param,
+                    incumbent = _incumbent_candidate(n, k, bb.point, no_polish, ws, bb, n_edges, pair_kind, pair_param,
                                                      bonus_kind, alpha, beta, lo, hi, scale, tolerance,
                                                      max_iterations, dense_limit, incumbent)
                     prune_gap = 0.5 * relative_gap * max(1.0, abs(incumbent))
@@ -1148,7 +1149,7 @@ def certified_minimize(n: int, k: int, v: np.ndarray, ws: Workspace, bb: Certifi
                         bb.point[j] = bb.saved[j]
                     xc = _prepare_box(n, ws, bb, beta)
                     _, _, log_s, _ = _relaxation(n, bb.point, ws, bb, n_edges, pair_kind, pair_param, beta, c, k0,
-                                                 xc, yes, relaxed)
+                                                 xc, gradient, relaxation_only)
                 # (a re-solve must leave one relaxation of the budget to each sibling still to evaluate)
                 if bound >= incumbent - prune_gap or rounds == 2 or nodes + 1 + (n_pending - which - 1) > max_nodes:
                     break
@@ -1170,7 +1171,7 @@ def certified_minimize(n: int, k: int, v: np.ndarray, ws: Workspace, bb: Certifi
                     xc = _prepare_box(n, ws, bb, beta)
                     _clip_point(n, bb)
                     _, _, log_s, _ = _relaxation(n, bb.point, ws, bb, n_edges, pair_kind, pair_param, beta, c, k0,
-                                                 xc, relaxed, relaxed)
+                                                 xc, no_gradient, relaxation_only)
                 if change < 2:
                     break
             branch = -1
