@@ -28,9 +28,9 @@ from xposim.oracles import Argmax, BradleyTerry, PreferenceOracle, Probit, make_
 from xposim.policies.solving import SolverSettings
 from xposim.validation import check_int, check_nonnegative, check_positive
 
-#: names of the plan's settings in configs and tables -> codes
-REFERENCE_NAMES = {"fixed": LossReference.FIXED, "previous_iterate": LossReference.PREVIOUS_ITERATE}
-MODE_NAMES = {"paper": Mode.PAPER, "trl": Mode.TRL}
+#: names of the plan's settings in configs and tables (the members' names, lower case) -> codes
+REFERENCE_NAMES = {member.name.lower(): member for member in LossReference}
+MODE_NAMES = {member.name.lower(): member for member in Mode}
 
 
 # ----------------------------------------------------------------------------- alpha schedules
