@@ -13,12 +13,14 @@ Tables (medians over seeds, after a warm-up run so numba compilation is excluded
      runs, and (2b) per-round cost in a late window (rounds 4001-5000) once the data have piled up;
   3. per-round cost of XPO and online DPO at t = 10^3, 10^4, 10^5 (flat in t?);
   4. threads vs processes for a 64-seed sweep; with --sweep the full 64-seed 10^5-round sweep;
-  6. XPO's argmin (issue #11): the certified default against the warm-start local solver and champion
-     starts, on one context with K = 4, 16, 64 arms (random_token_mdp(1, K, 1)) and on
-     random_token_mdp(4, 4, 5): per-round cost at t = 10^3 and 10^4 (the round's chunk of 100), whole-run
-     time, the share of solves certified (1 - uncertified / solves) and the largest certified gap.
-     Champion starts are run only to --champion-rounds (their per-round cost grows with K; the table
-     says where a cell was not run).
+  6. XPO's argmin (issue #11): the certified default (each solve starts from the context's kept search)
+     against the certified search from the root every round (reuse_search=False), the warm-start
+     local solver and champion starts, on one context with K = 4, 16, 64 arms (random_token_mdp(1, K, 1))
+     and on random_token_mdp(4, 4, 5): per-round cost at t = 10^3 and 10^4 (the round's chunk of 100),
+     whole-run time, the share of solves certified (1 - uncertified / solves) and the largest certified
+     gap. The search from the root and champion starts are run only to --champion-rounds, and not at
+     K = 64 with --quick (their per-round cost grows steeply with K; the table says where a cell was
+     not run).
 
 Usage: python benchmarks/bench_learners.py [--quick] [--sweep] [--sections 1,2,3,4,6] [--seeds N]
 """
@@ -148,7 +150,8 @@ def executor_table(env, rounds, seeds):
         print(f"{executor:10s} wall {wall:7.1f} s   aggregate {seeds * rounds / wall:9.0f} rounds/s")
 
 
-SOLVERS = {"certified": {}, "local": {"argmin": "local"}, "champion": {"argmin": "local", "champion_starts": True}}
+SOLVERS = {"certified": {}, "from root": {"reuse_search": False}, "local": {"argmin": "local"},
+           "champion": {"argmin": "local", "champion_starts": True}}
 
 
 def argmin_run(env, solver, rounds, seed, marks):
@@ -171,7 +174,7 @@ def argmin_run(env, solver, rounds, seed, marks):
     return wall, costs, row["uncertified_solves"], int(result.counters[COUNTER_SOLVES]), row["max_certified_gap"]
 
 
-def argmin_table(seeds, rounds, champion_rounds, workers):
+def argmin_table(seeds, rounds, champion_rounds, workers, quick=False):
     marks = [m for m in (10**3, 10**4) if m <= rounds]
     envs = {f"K={k}": random_token_mdp(1, k, 1, seed=0) for k in (4, 16, 64)}
     envs["tree(4,4,5)"] = random_token_mdp(4, 4, 5, seed=0)
@@ -182,8 +185,11 @@ def argmin_table(seeds, rounds, champion_rounds, workers):
     print(head + f"{'run s':>9s}{'certified':>11s}{'max gap':>10s}{'x local@' + str(marks[-1]):>14s}")
     for case, env in envs.items():
         local_cost = None
-        for solver in ("local", "certified", "champion"):
-            horizon = rounds if solver != "champion" else min(rounds, champion_rounds)
+        for solver in ("local", "certified", "from root", "champion"):
+            horizon = rounds if solver in ("local", "certified") else min(rounds, champion_rounds)
+            if quick and case == "K=64" and solver in ("from root", "champion"):
+                print(f"{case:12s}{solver:11s}" + "".join(f"{'not run':>12s}" for _ in marks))
+                continue
             argmin_run(env, solver, 3, 0, [])  # warm-up (compilation)
             with futures.ThreadPoolExecutor(workers) as pool:
                 runs = list(pool.map(lambda s: argmin_run(env, solver, horizon, s, marks), range(seeds)))
@@ -225,7 +231,7 @@ def main() -> None:
         if 4 in sections:
             executor_table(envs["bandit64"], 2000, 8)
         if 6 in sections:
-            argmin_table(args.seeds or 4, 1100, args.champion_rounds or 1100, workers=args.workers)
+            argmin_table(args.seeds or 4, 1100, args.champion_rounds or 1100, workers=args.workers, quick=True)
     else:
         if 1 in sections:
             throughput_table(envs, {"bandit64": 10**4, "tree": 1000, "linear": 1000}, seeds=64, workers=2)

@@ -331,7 +331,7 @@ def test_monotone_fix_keeps_a_minimizer_of_every_box(seed):
         c, _ = C.bonus_decomposition(n, problem["k"], ws, BB, e, problem["bonus_kind"], problem["alpha"], beta)
         a, b = np.sort(rng.uniform(0.0, hi, size=(2, n)), axis=0)
         lower, upper = padded(problem, a), padded(problem, b)
-        if not C.box_monotone_fix(n, ws, BB, e, problem["pair_kind"], problem["pair_param"], beta, c, lower, upper):
+        if not C.box_monotone_fix(n, ws, BB, e, problem["pair_kind"], problem["pair_param"], beta, c, lower, upper, hi):
             continue
         fixed_any += 1
         fixed = np.nonzero((lower[:n] == upper[:n]) & (a < b))[0]

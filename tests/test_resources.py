@@ -153,7 +153,13 @@ def test_memory_estimate_follows_the_pair_store_of_each_mode(monkeypatch):
     small = estimate_run_bytes(env, make_learner("xpo"), 10, 10)
     assert trl < 50e6 < paper  # 10^8 rounds: trl ~ the per-leaf arrays, paper ~ 16 words x 1.7e7 pairs
     assert paper == estimate_run_bytes(env, make_learner("xpo"), 10 ** 9, 10)  # capped by C L (L - 1)
-    assert small < trl + 1e6
+    # (a certified run also holds the branch-and-bound's workspace and kept searches: 8 certified_words)
+    from xposim.learners.config import SolverSettings
+    from xposim.policies.tabular.state import FRONTIER_SLOTS, certified_words
+    local = estimate_run_bytes(env, make_learner("xpo", solver=SolverSettings(argmin="local")), 10, 10)
+    assert local < trl + 1e6
+    assert small == local + 8 * certified_words(env.n_leaves, 10, SolverSettings().max_nodes,
+                                                min(env.n_contexts, FRONTIER_SLOTS))
     monkeypatch.setenv("XPOSIM_MEMORY_LIMIT", str(int(4e9)))  # 10^8 trl rounds fit (they used to be refused)
     with pytest.raises(_Stop):
         run_learner(env, make_learner("xpo_trl"), 0.1, 10 ** 8, checkpoints=[0], on_chunk=_stop, chunk_rounds=8)

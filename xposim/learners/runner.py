@@ -28,6 +28,7 @@ from xposim.policies.base import PolicyClass
 from xposim.policies.store import new_store
 from xposim.policies.view import IterateView, token_log_policy_from_leaf_logprobs, view_leaf_logprobs_into
 from xposim.policies.tabular import TabularClass
+from xposim.policies.tabular.state import FRONTIER_SLOTS, certified_words
 from xposim.resources import check_memory
 from xposim.seeding import SeedLike, as_seed_sequence
 from xposim.validation import check_int, check_positive
@@ -140,6 +141,10 @@ def estimate_run_bytes(env: TokenMDP, learner: LearnerConfig, rounds: int, n_che
     words = (_LEAF_ARRAYS_PER_RUN * n_contexts * (n_leaves + 1) + 16 * pairs + block * (UNIFORMS_PER_PAIR + 1)
              + n_checkpoints * metrics.N_METRICS + learner.solver.dense_limit ** 2
              + learner.solver.restarts * (n_leaves + 1))
+    solves = learner.is_offline or learner.mode == "paper"  # trl mode takes gradient steps: no argmin
+    if solves and learner.solver.argmin == "certified":  # the branch-and-bound's workspace and kept searches
+        slots = min(n_contexts, FRONTIER_SLOTS) if learner.solver.reuse_search else 0
+        words += certified_words(n_leaves, pairs, learner.solver.max_nodes, slots)
     return 8 * words
 
 
@@ -347,7 +352,10 @@ def run_learner(
     if checkpoints[0] == 0:
         metrics.record_metrics(0, 0, plan.batch_size, arrays, view, eng, consts, False)
         eng.next_checkpoint[0] = 1
-    workspace = pclass.solver_workspace(arrays, settings, max(capacity, plan.batch_size))
+    # (trl mode never solves an argmin: no branch-and-bound memory)
+    workspace = pclass.solver_workspace(arrays, settings if plan.mode == Mode.PAPER
+                                        else dataclasses.replace(settings, argmin="local"),
+                                        max(capacity, plan.batch_size))
     loop = fused_loop_for(pclass)
     t = 1
     while t <= rounds:

@@ -106,6 +106,12 @@ class SolverSettings:
         certified. Default ``1e-9``.
     max_nodes : branch-and-bound budget (relaxations solved) per certified solve; a solve that
         exhausts it keeps its best point and proven bound and is counted uncertified. Default 4000.
+    reuse_search : tabular class, certified argmin. Keep each context's last search (its leaves with
+        their proven bounds) and start the next solve from it: a round adds a few terms, whose least
+        value on a leaf's box moves the leaf's bound, and only the leaves that no longer clear the
+        new incumbent are searched again (:mod:`xposim.policies.tabular.frontier`). The answer is the
+        same certified global minimum either way. Default True; False searches from the root every
+        solve.
     """
 
     tolerance: float = 1e-8
@@ -117,6 +123,7 @@ class SolverSettings:
     argmin: str = "certified"
     certificate_gap: float = 1e-9
     max_nodes: int = 4000
+    reuse_search: bool = True
 
     def __post_init__(self) -> None:
         if self.argmin not in ARGMIN_METHODS:
@@ -128,6 +135,8 @@ class SolverSettings:
             raise ValueError(f"max_nodes must be an integer >= 1, got {self.max_nodes!r}")
         if not isinstance(self.champion_starts, (bool, np.bool_)):
             raise ValueError(f"champion_starts must be True or False, got {self.champion_starts!r}")
+        if not isinstance(self.reuse_search, (bool, np.bool_)):
+            raise ValueError(f"reuse_search must be True or False, got {self.reuse_search!r}")
         if not (isinstance(self.tolerance, (int, float)) and math.isfinite(self.tolerance) and self.tolerance > 0):
             raise ValueError(f"tolerance must be a finite real number > 0, got {self.tolerance!r}")
         for name, minimum in (("max_iterations", 1), ("restarts", 0), ("dense_limit", 1)):

@@ -420,3 +420,53 @@ def workspace_of(problem: dict, dense_limit: int = 16):
     ws.edge_b[:e] = problem["edge_b"]
     ws.edge_w[:e] = problem["edge_w"]
     return ws
+
+
+# =============================================================================== the kept search (frontier)
+def change_lower_bound(old: dict, new: dict, lower: np.ndarray, upper: np.ndarray) -> float:
+    """``sum of the least values over the box [lower, upper] of the terms of F_new - F_old`` (no rounding margin):
+    the bound :func:`xposim.policies.tabular.frontier.leaf_change_bound` computes, written independently.
+
+    Edges are matched by their ``(chosen, rejected)`` responses; each changed pair term's least value over
+    the box is at one of the two corners spanning its margin (or 0 if the loss's minimum lies between
+    them); ``kappa_j log pi_j`` at the corner that makes ``log pi_j`` smallest (``kappa_j > 0``) or largest.
+    """
+    n, beta = new["n"], new["beta"]
+    kappa_old, _, k0_old, _ = decomposition(old)
+    kappa_new, _, k0_new, _ = decomposition(new)
+    total = k0_new - k0_old
+    weights: dict[tuple[int, int], float] = {}
+    for a, b, w in zip(new["edge_a"], new["edge_b"], new["edge_w"]):
+        weights[(int(a), int(b))] = weights.get((int(a), int(b)), 0.0) + float(w)
+    for a, b, w in zip(old["edge_a"], old["edge_b"], old["edge_w"]):
+        weights[(int(a), int(b))] = weights.get((int(a), int(b)), 0.0) - float(w)
+    name = PAIR_NAMES[new["pair_kind"]]
+    base = new["lw"][:n] - new["lref"][:n]
+    for (a, b), dw in weights.items():
+        if dw == 0.0 or a == b:
+            continue
+        ends = []
+        for va, vb in ((lower[a], upper[b]), (upper[a], lower[b])):
+            loss, d_chosen, _ = L.pair_loss(name, np.array([base[a] + va / beta]), np.array([base[b] + vb / beta]),
+                                            beta, new["pair_param"])
+            ends.append((float(loss[0]), float(d_chosen[0])))
+        (low, d_low), (high, d_high) = ends
+        if dw > 0:
+            extreme = min(low, high) if d_low * d_high >= 0 else 0.0
+        else:
+            extreme = max(low, high)
+        total += dw * extreme
+    x_low = new["lw"][:n] + lower[:n] / beta
+    x_high = new["lw"][:n] + upper[:n] / beta
+    for j in range(n):
+        dk = kappa_new[j] - kappa_old[j]
+        if dk == 0.0:
+            continue
+        if dk > 0:  # smallest log pi_j
+            x = x_high.copy()
+            x[j] = x_low[j]
+        else:  # largest
+            x = x_low.copy()
+            x[j] = x_high[j]
+        total += dk * float(x[j] - logsumexp(x))
+    return float(total)

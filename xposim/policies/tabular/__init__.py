@@ -14,6 +14,8 @@ Modules, in the order a reader meets them:
 * :mod:`~xposim.policies.tabular.components` — which minimizer is returned when the argmin is a set;
 * :mod:`~xposim.policies.tabular.certified` — the global minimum of a non-convex (bonus) objective with a
   proven lower bound (branch-and-bound);
+* :mod:`~xposim.policies.tabular.frontier` — the last search of each context, kept so that the next
+  round's certified solve starts from it;
 * :mod:`~xposim.policies.tabular.solve` — the round's argmin context by context (warm start, derivative
   cache, the certified solver for the non-convex bonus objectives);
 * :mod:`~xposim.policies.tabular.round_objective` — one round's argmin from explicit counts
@@ -21,7 +23,11 @@ Modules, in the order a reader meets them:
 * :mod:`~xposim.policies.tabular.gradient_step` — trl mode;
 * :mod:`~xposim.policies.tabular.policy_class` — :class:`TabularClass`, the :class:`~xposim.policies.base.PolicyClass`.
 """
-from xposim.policies.tabular.certified import certified_minimize, new_certificate_workspace
+from xposim.policies.tabular.certified import (
+    certified_minimize,
+    certified_minimize_reusing,
+    new_certificate_workspace,
+)
 from xposim.policies.tabular.components import recenter_components
 from xposim.policies.tabular.gradient_step import tabular_gradient_step
 from xposim.policies.tabular.newton import kink_stationary, projected_gradient_norm, projected_newton
@@ -46,6 +52,7 @@ __all__ = [
     "tabular_solve_context",
     "tabular_gradient_step",
     "certified_minimize",
+    "certified_minimize_reusing",
     "new_certificate_workspace",
     "solve_round_objective",
     "RoundSolution",

@@ -13,7 +13,7 @@ from xposim.policies.solving import SolveProblem, SolverSettings, draw_restart_u
 from xposim.policies.view import IterateView, new_view, view_normalize
 from xposim.policies.tabular.gradient_step import tabular_gradient_step
 from xposim.policies.tabular.solve import tabular_solve
-from xposim.policies.tabular.state import TabularState, Workspace, new_workspace
+from xposim.policies.tabular.state import FRONTIER_SLOTS, TabularState, Workspace, new_workspace
 
 
 class TabularClass(PolicyClass):
@@ -76,6 +76,7 @@ class TabularClass(PolicyClass):
             certify=settings.argmin == "certified",
             certificate_gap=float(settings.certificate_gap),
             max_nodes=int(settings.max_nodes),
+            reuse_search=bool(settings.reuse_search),
         )
 
     def initial_view(self, arrays: EnvArrays, state: TabularState) -> IterateView:
@@ -87,9 +88,12 @@ class TabularClass(PolicyClass):
         return view
 
     def solver_workspace(self, arrays: EnvArrays, settings: SolverSettings, pair_capacity: int) -> Workspace:
-        """Scratch memory of the argmin (:func:`~xposim.policies.tabular.state.new_workspace`)."""
+        """Scratch memory of the argmin (:func:`~xposim.policies.tabular.state.new_workspace`), with the
+        kept searches of up to ``FRONTIER_SLOTS`` contexts when certified solves reuse them."""
+        certified = settings.argmin == "certified"
+        slots = min(arrays.leaf_logref.shape[0], FRONTIER_SLOTS) if certified and settings.reuse_search else 0
         return new_workspace(arrays.leaf_logref.shape[1], pair_capacity, settings.dense_limit,
-                             settings.max_nodes if settings.argmin == "certified" else 0)
+                             settings.max_nodes if certified else 0, slots)
 
     def solve(self, problem: SolveProblem, state: TabularState, view: IterateView, contexts: np.ndarray,
               workspace: Workspace | None = None) -> None:

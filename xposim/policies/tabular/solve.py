@@ -38,7 +38,7 @@ from xposim.policies.solving import (
 )
 from xposim.policies.store import store_gather
 from xposim.policies.view import IterateView, view_normalize
-from xposim.policies.tabular.certified import CERTIFIED, certified_minimize, supported_kinds
+from xposim.policies.tabular.certified import CERTIFIED, certified_search, supported_kinds
 from xposim.policies.tabular.components import recenter_components
 from xposim.policies.tabular.newton import projected_gradient_norm, kink_stationary, projected_newton
 from xposim.policies.tabular.objective import context_objective
@@ -312,10 +312,13 @@ def tabular_solve_context(state: TabularState, view: IterateView, leaf_logref: n
             problem.counters[COUNTER_DISAGREEMENTS] += 1
     # Alg.1's argmin is global: the certified branch-and-bound, seeded with the local solution above
     if certify and n <= ws.certificate.box_lo.shape[0]:
-        value, lower, status, nodes = certified_minimize(
+        # the context's last search is the start when it is kept (slot x % slots; -1: from the root)
+        slots = ws.frontier.meta.shape[0]
+        slot = x % slots if state.reuse_search and slots > 0 else -1
+        value, lower, status, nodes = certified_search(
             n, k, ws.v, ws, ws.certificate, n_edges, problem.pair_kind, problem.pair_param, problem.bonus_kind,
             problem.alpha, beta, lo, hi, max(scale, 1.0), state.tolerance, state.max_iterations, state.dense_limit,
-            state.certificate_gap, state.max_nodes)
+            state.certificate_gap, state.max_nodes, ws.frontier, np.int64(slot), np.int64(x))
         record_certificate(problem.counters, problem.largest_gap, value, lower, status == CERTIFIED)
         converged = True
         searched = True

@@ -22,6 +22,10 @@ import numpy as np
 #: Largest number of variables (observed responses of a context, plus the unobserved aggregate) the
 #: certified solver takes; a context with more is solved locally and reported uncertified.
 MAX_CERTIFIED_VARIABLES = 256
+#: contexts whose last certified search is kept at once (context ``x`` uses slot ``x % FRONTIER_SLOTS``)
+FRONTIER_SLOTS = 4
+#: floats the kept searches may take (boxes and points of every slot's leaves): 32 MiB
+FRONTIER_FLOATS = 1 << 22
 
 TabularState = namedtuple(
     "TabularState",
@@ -49,6 +53,7 @@ TabularState = namedtuple(
         "certify",  # bool: certified global argmin of non-convex objectives (SolverSettings.argmin)
         "certificate_gap",  # float: relative gap of a certified solve
         "max_nodes",  # int: branch-and-bound budget per solve
+        "reuse_search",  # bool: start each certified solve from the context's last search (SolverSettings)
     ],
 )
 TabularState.__doc__ = """Parameters of the tabular class (module docstring) and its solver settings."""
@@ -65,18 +70,44 @@ Workspace = namedtuple(
         "hessian",  # (dense_limit, dense_limit)
         "scratch",  # (L + 1,)
         "certificate",  # CertificateWorkspace of the branch-and-bound (xposim.policies.tabular.certified)
+        "frontier",  # Frontier: the last search of each context slot (xposim.policies.tabular.frontier)
     ],
 )
 
 
-def new_workspace(n_leaves: int, edge_capacity: int, dense_limit: int, max_nodes: int = 0) -> Workspace:
+def frontier_capacity(max_nodes: int, n_variables: int, slots: int) -> int:
+    """Leaves a kept search may hold: ``4 (max_nodes + 2)``, within :data:`FRONTIER_FLOATS` over all slots
+    (five vectors per leaf: its box's two ends, its point, two gradients)."""
+    per_leaf = 5 * max(int(n_variables), 1) * max(int(slots), 1)
+    return max(1, min(4 * (int(max_nodes) + 2), FRONTIER_FLOATS // per_leaf))
+
+
+def certified_words(n_leaves: int, edge_capacity: int, max_nodes: int, frontier_slots: int) -> int:
+    """Floats of the branch-and-bound's workspace and kept searches (memory estimates)."""
+    from xposim.policies.tabular.frontier import frontier_bytes
+
+    m = min(n_leaves + 1, MAX_CERTIFIED_VARIABLES)
+    words = 5 * (max_nodes + 2) * m + 2 * m * m + 12 * (max_nodes + 2)
+    if frontier_slots > 0:
+        words += frontier_bytes(frontier_slots, frontier_capacity(max_nodes, m, frontier_slots), m,
+                                edge_capacity) // 8
+    return words
+
+
+def new_workspace(n_leaves: int, edge_capacity: int, dense_limit: int, max_nodes: int = 0,
+                  frontier_slots: int = 0) -> Workspace:
     """Scratch memory of the solver: ``O(n_leaves + edges + dense_limit^2)`` floats, plus the
     branch-and-bound's ``O(max_nodes * m + m^2)`` with ``m = min(n_leaves + 1, MAX_CERTIFIED_VARIABLES)``
-    when ``max_nodes > 0`` (a certified solver)."""
+    when ``max_nodes > 0`` (a certified solver), plus ``frontier_slots`` kept searches
+    (:func:`certified_words`)."""
     from xposim.policies.tabular.certified import new_certificate_workspace
+    from xposim.policies.tabular.frontier import new_frontier, no_frontier
 
     n = n_leaves + 1
     e = max(int(edge_capacity), 1)
+    m = min(n, MAX_CERTIFIED_VARIABLES)
+    frontier = (new_frontier(frontier_slots, frontier_capacity(max_nodes, m, frontier_slots), m, e)
+                if max_nodes > 0 and frontier_slots > 0 else no_frontier())
     f = lambda size: np.zeros(size)  # noqa: E731
     certificate = (new_certificate_workspace(min(n, MAX_CERTIFIED_VARIABLES), max_nodes) if max_nodes > 0
                    else new_certificate_workspace(1, 1))
@@ -91,4 +122,5 @@ def new_workspace(n_leaves: int, edge_capacity: int, dense_limit: int, max_nodes
         hessian=np.zeros((dense_limit, dense_limit)),
         scratch=f(n),
         certificate=certificate,
+        frontier=frontier,
     )
