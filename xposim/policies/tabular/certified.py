@@ -147,9 +147,9 @@ from xposim.policies.tabular.frontier import (
     ROOT_NODES,
     SIZE,
     Frontier,
-    frontier_changes,
-    leaf_change_bound,
-    linear_change_bound,
+    _frontier_changes,
+    _leaf_change_bound,
+    _linear_change_bound,
     no_frontier,
     record_leaf,
     record_linear,
@@ -1138,7 +1138,7 @@ def certified_search(n: int, k: int, v: np.ndarray, ws: Workspace, bb: Certifica
         else:
             bb.kind[j] = _CONTINUOUS
     # the previous search of this context, if the objective kept its shape (frontier module docstring)
-    usable, n_changed_edges, n_changed_vars, dk0 = frontier_changes(
+    usable, n_changed_edges, n_changed_vars, dk0 = _frontier_changes(
         fr, slot, owner, n, ws.lw, ws.lref, bb.kind, bb.kappa, k0, ws.edge_a, ws.edge_b, ws.edge_w, n_edges,
         pair_kind, pair_param, bonus_kind, beta, lo, hi)
     if not usable:
@@ -1204,13 +1204,13 @@ def certified_search(n: int, k: int, v: np.ndarray, ws: Workspace, bb: Certifica
         old_size = fr.meta[slot, SIZE]
         failing = 0
         for leaf in range(old_size):
-            delta, mag = leaf_change_bound(fr, slot, leaf, n, ws.lw, ws.lref, ws.edge_a, ws.edge_b,
+            delta, mag = _leaf_change_bound(fr, slot, leaf, n, ws.lw, ws.lref, ws.edge_a, ws.edge_b,
                                            n_changed_edges, n_changed_vars, dk0, pair_kind, pair_param, beta)
             old = fr.bound[slot, leaf]
             moved = old + delta - rounding_margin(n, n_changed_edges + n_changed_vars, mag + abs(old) + abs(delta))
-            linear, linear_mag = linear_change_bound(fr, slot, leaf, n, ws.lw, ws.lref, ws.edge_a, ws.edge_b,
-                                                     n_changed_edges, n_changed_vars, dk0, pair_kind, pair_param,
-                                                     beta)
+            linear, linear_mag = _linear_change_bound(fr, slot, leaf, n, ws.lw, ws.lref, ws.edge_a, ws.edge_b,
+                                                      n_changed_edges, n_changed_vars, dk0, pair_kind, pair_param,
+                                                      beta)
             linear -= rounding_margin(n, n_edges, linear_mag)
             fr.bound[slot, leaf] = moved if moved > linear else linear
             if fr.bound[slot, leaf] < threshold:

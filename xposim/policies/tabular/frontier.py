@@ -25,7 +25,7 @@ face points) also keeps that relaxation ``R`` at its point ``p``: its value, ``g
 ``grad log S``. On the same box the relaxation of ``F'`` is ``R' = R + Delta~`` (``Delta`` with ``log Z``
 replaced by the same secant ``log S``), whose value and gradient at ``p`` follow from the changed terms
 alone, and the Frank–Wolfe bound ``R'(p) + min_box grad R'(p).(u - p)`` bounds ``F'`` on the box
-(:func:`linear_change_bound`). Near the incumbent, where the boxes are narrow, this bound follows the
+(:func:`_linear_change_bound`). Near the incumbent, where the boxes are narrow, this bound follows the
 objective's growth; the first one, on wide boxes. A leaf's bound is the larger of the two. The previous frontier is used only if the objective kept its shape: the
 same variables, reference weights, ``beta``, kinds and bonus kinds, the same variable kinds, and the
 old edges found (same responses) at the end of the new edge list (the store lists the most recent
@@ -160,8 +160,8 @@ def record_linear(fr: Frontier, slot: int, size: int, n: int, value: float, log_
         fr.glog[slot, leaf, j] = glog[j]
 
 
-@njit(cache=True)
-def frontier_changes(fr: Frontier, slot: int, owner: int, n: int, lw: np.ndarray, lref: np.ndarray,
+@internal_kernel
+def _frontier_changes(fr: Frontier, slot: int, owner: int, n: int, lw: np.ndarray, lref: np.ndarray,
                      kind: np.ndarray, kappa: np.ndarray, k0: float, edge_a: np.ndarray, edge_b: np.ndarray,
                      edge_w: np.ndarray, n_edges: int, pair_kind: int, pair_param: float, bonus_kind: int,
                      beta: float, lo: float, hi: float) -> tuple[bool, int, int, float]:
@@ -237,8 +237,8 @@ def _log_policy_extreme(n: int, j: int, own: float, other_total: float, other_ow
     return own - rest - math.log1p(math.exp(own - rest))
 
 
-@njit(cache=True)
-def leaf_change_bound(fr: Frontier, slot: int, leaf: int, n: int, lw: np.ndarray, lref: np.ndarray,
+@internal_kernel
+def _leaf_change_bound(fr: Frontier, slot: int, leaf: int, n: int, lw: np.ndarray, lref: np.ndarray,
                       edge_a: np.ndarray, edge_b: np.ndarray, n_e: int, n_v: int, dk0: float, pair_kind: int,
                       pair_param: float, beta: float) -> tuple[float, float]:
     """A lower bound of ``F' - F`` over leaf ``leaf``'s box (module docstring) and the sum of |terms| (for
@@ -286,8 +286,8 @@ def leaf_change_bound(fr: Frontier, slot: int, leaf: int, n: int, lw: np.ndarray
     return total, mag
 
 
-@njit(cache=True)
-def linear_change_bound(fr: Frontier, slot: int, leaf: int, n: int, lw: np.ndarray, lref: np.ndarray,
+@internal_kernel
+def _linear_change_bound(fr: Frontier, slot: int, leaf: int, n: int, lw: np.ndarray, lref: np.ndarray,
                         edge_a: np.ndarray, edge_b: np.ndarray, n_e: int, n_v: int, dk0: float, pair_kind: int,
                         pair_param: float, beta: float) -> tuple[float, float]:
     """The leaf's bound from its relaxation moved to the new objective, before the rounding margin, and the
@@ -396,6 +396,36 @@ def forget(fr: Frontier) -> None:
     """Drop every slot's frontier (the next solve of each context searches from the root)."""
     for s in range(fr.meta.shape[0]):
         fr.meta[s, OWNER] = -1
+
+
+# ------------------------------------------------------------------ entry points for tests and users
+# (the search calls the internal kernels above; these wrappers are compiled only when called from Python)
+@njit(cache=True)
+def frontier_changes(fr: Frontier, slot: int, owner: int, n: int, lw: np.ndarray, lref: np.ndarray,
+                     kind: np.ndarray, kappa: np.ndarray, k0: float, edge_a: np.ndarray, edge_b: np.ndarray,
+                     edge_w: np.ndarray, n_edges: int, pair_kind: int, pair_param: float, bonus_kind: int,
+                     beta: float, lo: float, hi: float) -> tuple[bool, int, int, float]:
+    """:func:`_frontier_changes` (whether the kept search is usable, and the round's changes)."""
+    return _frontier_changes(fr, slot, owner, n, lw, lref, kind, kappa, k0, edge_a, edge_b, edge_w, n_edges,
+                             pair_kind, pair_param, bonus_kind, beta, lo, hi)
+
+
+@njit(cache=True)
+def leaf_change_bound(fr: Frontier, slot: int, leaf: int, n: int, lw: np.ndarray, lref: np.ndarray,
+                      edge_a: np.ndarray, edge_b: np.ndarray, n_e: int, n_v: int, dk0: float, pair_kind: int,
+                      pair_param: float, beta: float) -> tuple[float, float]:
+    """:func:`_leaf_change_bound` (the least change on a leaf's box, term by term)."""
+    return _leaf_change_bound(fr, slot, leaf, n, lw, lref, edge_a, edge_b, n_e, n_v, dk0, pair_kind, pair_param,
+                              beta)
+
+
+@njit(cache=True)
+def linear_change_bound(fr: Frontier, slot: int, leaf: int, n: int, lw: np.ndarray, lref: np.ndarray,
+                        edge_a: np.ndarray, edge_b: np.ndarray, n_e: int, n_v: int, dk0: float, pair_kind: int,
+                        pair_param: float, beta: float) -> tuple[float, float]:
+    """:func:`_linear_change_bound` (a kept relaxation moved to the new objective)."""
+    return _linear_change_bound(fr, slot, leaf, n, lw, lref, edge_a, edge_b, n_e, n_v, dk0, pair_kind,
+                                pair_param, beta)
 
 
 __all__ = ["Frontier", "new_frontier", "no_frontier", "frontier_bytes", "forget"]
