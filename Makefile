@@ -35,13 +35,18 @@ demo: $(STAMP_BASE)
 	$(PY) -m xposim demo
 
 # The whole suite with numba JIT on, then the fast subset again with NUMBA_DISABLE_JIT=1 so the
-# pure-Python execution of every kernel is exercised too.
+# pure-Python execution of every kernel is exercised too. PYTEST_WORKERS processes (pytest-xdist)
+# share the tests file by file (a file's tests share fixtures and the kernels they compile); the
+# compiled kernels are shared through numba's on-disk cache. PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
+XDIST := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
+
 test: $(STAMP_TEST)
-	$(PY) -m pytest -q
-	NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q -m fast -p no:cacheprovider
+	$(PY) -m pytest -q $(XDIST)
+	NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q -m fast -p no:cacheprovider $(XDIST)
 
 test-fast: $(STAMP_TEST)
-	NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q -m fast -p no:cacheprovider
+	NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q -m fast -p no:cacheprovider $(XDIST)
 
 notebooks: $(STAMP_BASE)
 	$(PY) -m pip install --quiet -e '.[notebooks]'
