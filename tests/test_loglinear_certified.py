@@ -171,6 +171,20 @@ def test_node_limit_is_reported_with_a_valid_bound_and_unsupported_losses_have_n
         assert cert.status == CERTIFIED
 
 
+def test_extreme_beta_and_radius_give_finite_numbers():
+    """Logit ranges of thousands of e-folds: secants in logs, finite values, no NaN (a gradient beyond
+    float64 is inf, and such a box gets no bound until it is split)."""
+    features, logref, data, loss = xpo_round(6, alpha=0.5, beta=1e-3, gaussian=True)
+    parts = _Parts(features, logref, data, loss)
+    lo, hi = np.array([-5.0, -5.0]), np.array([5.0, 5.0])
+    for point in (np.zeros(2), np.array([3.0, -4.0]), hi):
+        relaxed, grad, _ = parts.relaxation(point, lo, hi)
+        assert np.isfinite(relaxed) and not np.any(np.isnan(grad))
+        assert relaxed <= parts.objective(point)[0] + 1e-9 * abs(parts.objective(point)[0])
+    cert = certified_minimize_loglinear(features, logref, data, loss, 5.0, max_nodes=40)
+    assert np.isfinite(cert.value) and np.isfinite(cert.lower) and cert.lower <= cert.value
+
+
 @pytest.mark.fast
 @pytest.mark.parametrize("kwargs,message", [({"radius": 0.0}, "radius"), ({"radius": math.inf}, "radius"),
                                             ({"relative_gap": 0.0}, "relative_gap"), ({"max_nodes": 0}, "max_nodes")])

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize
+from scipy.special import logsumexp
 
 from xposim.losses.kinds import BONUS_NAMES, BONUS_NONE, PAIR_DPO, PAIR_IPO
 from xposim.policies.leaf_data import LeafData, LossParameters
@@ -140,18 +141,21 @@ class _Parts:
         u_high = np.sum(np.maximum(phi * lo, phi * hi), axis=1)
         width = u_high - u_low
         live = self.leaf_logref[x] > -np.inf
-        a = np.where(live, self.leaf_logref[x] + u_low, -np.inf)
-        shift = float(np.max(np.where(live, self.leaf_logref[x] + u_high, -np.inf)))
-        base = np.exp(a - shift)
-        # chord slope e^a (e^width - 1)/width, -> e^a as width -> 0
-        ratio = np.where(width > 1e-300, np.expm1(width) / np.where(width > 1e-300, width, 1.0), 1.0)
-        slope = base * ratio
+        ref = self.leaf_logref[x, live]
+        u_low, u_high, width, phi = u_low[live], u_high[live], width[live], phi[live]
         u = phi @ theta
-        t = np.clip(u - u_low, 0.0, width)
-        total = float(np.sum(base + slope * t))
-        inside = (u - u_low >= 0.0) & (u - u_low <= width)
-        grad = (np.where(inside, slope, 0.0) @ phi) / total
-        return shift + math.log(total), grad
+        wide = width > 0.0
+        safe = np.where(wide, width, 1.0)
+        fraction = np.where(wide, np.clip((u - u_low) / safe, 0.0, 1.0), 0.0)
+        with np.errstate(divide="ignore"):
+            # in logs throughout: s(u) = e^m (1 - f) + e^M f, slope (e^M - e^m)/w = e^M (1 - e^-w)/w
+            log_chord = np.logaddexp(ref + u_low + np.log1p(-fraction), ref + u_high + np.log(fraction))
+            log_slope = np.where(wide, ref + u_high + np.log(-np.expm1(-safe)) - np.log(safe), ref + u_low)
+        log_s = float(logsumexp(log_chord))
+        inside = wide & (u - u_low >= 0.0) & (u - u_low <= width)
+        with np.errstate(over="ignore"):  # a slope beyond float64 is inf (the caller splits that box)
+            grad = np.where(inside, np.exp(log_slope - log_s), 0.0) @ phi
+        return log_s, grad
 
     def relaxation(self, theta, lo, hi):
         """``(R(theta), grad R, magnitude)`` on the box (module docstring)."""
@@ -225,13 +229,18 @@ def _node_bound(parts: _Parts, lo, hi, radius, start):
 
     def fun(t):
         value, grad, _ = parts.relaxation(t, lo, hi)
-        return value / scale, grad / scale
+        return value / scale, np.nan_to_num(grad / scale)  # SLSQP gets the largest float for an overflow
 
     constraint = {"type": "ineq", "fun": lambda t: radius * radius - t @ t, "jac": lambda t: -2.0 * t}
     result = minimize(fun, x0, jac=True, method="SLSQP", bounds=list(zip(lo, hi)), constraints=[constraint],
                       options={"ftol": 1e-15, "maxiter": 500})
     point = np.clip(np.asarray(result.x, dtype=np.float64), lo, hi)
+    if not np.all(np.isfinite(point)):
+        point = x0
     value, grad, magnitude = parts.relaxation(point, lo, hi)
+    if not (math.isfinite(value) and np.all(np.isfinite(grad))):
+        # a secant's slope beyond float64 (a box thousands of e-folds wide): no bound yet, split it
+        return -math.inf, point
     linear = ball_box_dual(grad, lo, hi, radius) - float(grad @ point)
     bound = value + linear - parts.margin(magnitude + abs(linear) + float(np.abs(grad) @ np.abs(point)))
     return bound, point
