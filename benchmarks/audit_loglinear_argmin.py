@@ -1,7 +1,7 @@
 """Is the log-linear class's local argmin the global one? An audit of XPO rounds (issue #11 item 4).
 
-XPO (Algorithm 1) on a linear bandit with the log-linear class, written as a plain loop around the
-class's own kernel: each round samples ``tau ~ pi_theta``, ``tau~ ~ pi_ref``, a Bradley–Terry label,
+XPO (Algorithm 1) on a linear bandit with the log-linear class, the plain loop
+:func:`xposim.reference.loglinear_scipy.reference_xpo_loop` around the class's own kernel: each round samples ``tau ~ pi_theta``, ``tau~ ~ pi_ref``, a Bradley–Terry label,
 and solves the round objective by the class's default local solver (projected Newton from the
 previous ``theta``: :func:`xposim.policies.loglinear.loglinear_projected_newton`), which is what the
 learners' loop plays. Every ``--every`` rounds the round is also solved by the certified numpy
@@ -12,7 +12,7 @@ Prints, per ``(d, alpha)``: rounds audited, certified, the local solver at the c
 (within 1e-9 relative), the largest relative excess of the local value over the bound, and the median
 branch-and-bound boxes and seconds per certificate.
 
-    .venv/bin/python benchmarks/audit_loglinear_argmin.py                 # ~8 min (measured beside other work)
+    .venv/bin/python benchmarks/audit_loglinear_argmin.py                 # ~3 min on one core
     .venv/bin/python benchmarks/audit_loglinear_argmin.py --dims 2 --alphas 0.1 --seeds 1
 """
 from __future__ import annotations
@@ -23,11 +23,9 @@ import time
 import numpy as np
 
 from xposim.envs import linear_bandit
-from xposim.losses.kinds import BONUS_XPO, PAIR_DPO
 from xposim.policies import loglinear as ll
-from xposim.policies.leaf_data import LossParameters, make_leaf_data
 from xposim.reference.loglinear_certified_numpy import CERTIFIED, certified_minimize_loglinear
-from xposim.seeding import make_rng
+from xposim.reference.loglinear_scipy import reference_xpo_loop
 
 
 def audit_run(dim: int, alpha: float, seed: int, rounds: int, every: int, arms: int, beta: float):
@@ -35,36 +33,24 @@ def audit_run(dim: int, alpha: float, seed: int, rounds: int, every: int, arms: 
     env = linear_bandit(dim, arms, seed=seed)
     features = np.ascontiguousarray(env.features)
     logref = np.ascontiguousarray(env.trajectory_ref_logprobs)
-    rewards = np.asarray(env.trajectory_rewards)[0]
     radius = float(np.linalg.norm(env.reward_parameter))
-    loss = LossParameters(PAIR_DPO, 0.0, BONUS_XPO, alpha, beta)
     work = ll.new_loglinear_work(arms, dim)
-    rng = make_rng(seed)
-    pairs: dict[tuple[int, int], float] = {}
-    bonus: dict[int, float] = {}
-    theta = np.zeros(dim)
     out = []
-    for t in range(1, rounds + 1):
-        logw = logref[0] + features[0] @ theta / beta
-        policy = np.exp(logw - logw.max())
-        tau = int(rng.choice(arms, p=policy / policy.sum()))
-        tau_ref = int(rng.choice(arms, p=np.exp(logref[0]) / np.exp(logref[0]).sum()))
-        first_wins = rng.random() < 1.0 / (1.0 + np.exp(-(rewards[tau] - rewards[tau_ref])))
-        chosen, rejected = (tau, tau_ref) if first_wins else (tau_ref, tau)
-        if chosen != rejected:
-            pairs[(chosen, rejected)] = pairs.get((chosen, rejected), 0.0) + 1.0
-        bonus[tau_ref] = bonus.get(tau_ref, 0.0) + 1.0
-        keys, bkeys = list(pairs), list(bonus)
-        data = make_leaf_data(logref, [0], [0] * len(keys), [k[0] for k in keys], [k[1] for k in keys],
-                              [pairs[k] for k in keys], [0] * len(bkeys), bkeys, [bonus[k] for k in bkeys])
-        n_terms = float(sum(pairs.values()) + sum(bonus.values()))
-        local_value = ll.loglinear_projected_newton(theta, features, logref, data, loss, radius, n_terms, 1e-10, 200,
-                                                    work)[0]
+
+    def local_solve(theta, data, loss):  # the class's default: projected Newton from the previous theta
+        theta = theta.copy()
+        n_terms = float(data.pair_weight.sum() + data.bonus_count.sum())
+        value = ll.loglinear_projected_newton(theta, features, logref, data, loss, radius, n_terms, 1e-10, 200, work)[0]
+        return theta, value
+
+    def audit(t, theta, local_value, data, loss):
         if t % every == 0:
             started = time.perf_counter()
             cert = certified_minimize_loglinear(features, logref, data, loss, radius, warm=theta)
             out.append((cert.status == CERTIFIED, local_value, cert.lower, cert.value, cert.nodes,
                         time.perf_counter() - started))
+
+    reference_xpo_loop(env, beta, alpha, rounds, seed, radius, solve=local_solve, after_round=audit)
     return out
 
 

@@ -52,7 +52,7 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import logsumexp
 
-from xposim.losses.kinds import BONUS_NAMES, BONUS_NONE, PAIR_DPO, PAIR_IPO
+from xposim.losses.kinds import BONUS_NAMES, BONUS_NONE, PAIR_DPO, PAIR_IPO, PAIR_NAMES
 from xposim.policies.leaf_data import LeafData, LossParameters
 from xposim.reference import losses_numpy
 from xposim.reference.loglinear_scipy import loglinear_objective_numpy, solve_loglinear_scipy
@@ -119,8 +119,7 @@ class _Parts:
         if not self.pair_weight.size:
             return 0.0, np.zeros_like(theta), 0.0
         margin = self.pair_direction @ theta + self.pair_offset
-        name = "dpo" if self.loss.pair_kind == PAIR_DPO else "ipo"
-        term, d_c, _ = losses_numpy.pair_loss(name, margin, np.zeros_like(margin), self.beta, self.loss.pair_param)
+        term, d_c, _ = losses_numpy.pair_loss(PAIR_NAMES[self.loss.pair_kind], margin, np.zeros_like(margin), self.beta, self.loss.pair_param)
         value = float(np.sum(self.pair_weight * term))
         return value, (self.pair_weight * d_c) @ self.pair_direction, float(np.sum(self.pair_weight * np.abs(term)))
 
@@ -128,10 +127,8 @@ class _Parts:
         """``log Z_x(theta)`` and its gradient for the ``k``-th listed context."""
         x = self.contexts[k]
         w = self.leaf_logref[x] + self.features[x] @ theta / self.beta
-        top = np.max(w)
-        p = np.exp(w - top)
-        total = float(np.sum(p))
-        return top + math.log(total), (p / total) @ self.features[x] / self.beta
+        log_z = float(logsumexp(w))
+        return log_z, np.exp(w - log_z) @ self.features[x] / self.beta
 
     def log_secant(self, theta, k, lo, hi):
         """``log S_x(theta)`` on the box ``[lo, hi]`` and its gradient (module docstring)."""

@@ -18,7 +18,7 @@ import numpy as np
 from scipy.optimize import NonlinearConstraint, minimize
 from scipy.special import logsumexp
 
-from xposim.losses.kinds import BONUS_NAMES, BONUS_NONE, PAIR_NAMES
+from xposim.losses.kinds import BONUS_NAMES, BONUS_NONE, BONUS_XPO, PAIR_DPO, PAIR_NAMES
 from xposim.policies.leaf_data import LeafData, LossParameters, make_leaf_data
 from xposim.reference import losses_numpy
 from xposim.seeding import make_rng
@@ -110,13 +110,15 @@ def solve_loglinear_scipy(theta0, features, leaf_logref, data: LeafData, loss: L
 
 
 def reference_xpo_loop(env, beta: float, alpha: float, rounds: int, seed, radius: float,
-                       tolerance: float = 1e-8, method: str = "SLSQP"):
+                       tolerance: float = 1e-8, method: str = "SLSQP", solve=None, after_round=None):
     """XPO (Algorithm 1) with the log-linear class as a plain numpy + scipy loop.
 
     Round ``t``: ``x ~ rho``; ``tau ~ pi_theta(.|x)``; ``tau~ ~ pi_ref(.|x)``; Bradley–Terry label;
     pair counts and bonus counts (on ``tau~``) are kept in dicts; ``theta`` = warm-started
-    :func:`solve_loglinear_scipy` over all data. Returns ``(theta, seconds_per_round (rounds,))``.
-    Its random stream differs from the engine's (same algorithm, not the same draws).
+    :func:`solve_loglinear_scipy` over all data, or ``solve(theta, data, loss) -> (theta, value)``
+    when given. ``after_round(t, theta, value, data, loss)`` (``t`` from 1) runs after each round,
+    outside the timing. Returns ``(theta, seconds_per_round (rounds,))``. Its random stream differs
+    from the engine's (same algorithm, not the same draws).
     """
     rng = make_rng(seed)
     features = np.ascontiguousarray(env.features, dtype=np.float64)
@@ -127,7 +129,7 @@ def reference_xpo_loop(env, beta: float, alpha: float, rounds: int, seed, radius
     pairs: dict[tuple[int, int, int], float] = {}
     bonus: dict[tuple[int, int], float] = {}
     theta = np.zeros(features.shape[2])
-    loss = LossParameters(0, 0.0, 1, float(alpha), float(beta))
+    loss = LossParameters(PAIR_DPO, 0.0, BONUS_XPO, float(alpha), float(beta))
     seconds = np.empty(rounds)
     for t in range(rounds):
         start = time.perf_counter()
@@ -148,7 +150,12 @@ def reference_xpo_loop(env, beta: float, alpha: float, rounds: int, seed, radius
             [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], [pairs[k] for k in keys],
             [k[0] for k in bkeys], [k[1] for k in bkeys], [bonus[k] for k in bkeys],
         )
-        theta, _, _ = solve_loglinear_scipy(theta, features, leaf_logref, data, loss, radius, method=method,
-                                            tolerance=tolerance)
+        if solve is None:
+            theta, value, _ = solve_loglinear_scipy(theta, features, leaf_logref, data, loss, radius, method=method,
+                                                    tolerance=tolerance)
+        else:
+            theta, value = solve(theta, data, loss)
         seconds[t] = time.perf_counter() - start
+        if after_round is not None:
+            after_round(t + 1, theta, value, data, loss)
     return theta, seconds
